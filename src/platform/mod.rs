@@ -1,0 +1,6 @@
+//! Where displayd runs: Redox (pcid, inputd, the scheme socket) or a Linux host (the emulated
+//! device and an in-process client, for tests and the demo).
+
+#[cfg(not(target_os = "redox"))]
+pub mod host;
+pub mod timeline;

@@ -19,6 +19,9 @@ use arc_swap::ArcSwap;
 use criterion::{criterion_group, Criterion};
 use displayd::guard::{Presence, Revocable};
 
+mod common;
+use common::criterion_mean_ns;
+
 /// One enter+exit pair of each design, on a value shared by every thread that runs it.
 #[derive(Clone)]
 enum Design {
@@ -166,16 +169,6 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Criterion's mean estimate for one benchmark of this run, in nanoseconds.
-fn criterion_mean_ns(group: &str, name: &str) -> Option<f64> {
-    let path = format!("target/criterion/{group}/{name}/new/estimates.json");
-    let text = std::fs::read_to_string(&path)
-        .or_else(|_| std::fs::read_to_string(format!("../{path}")))
-        .ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
-}
-
 fn summary(samples: usize) {
     println!("\nenter+exit pair, mean ns (ratio to the floor of the same thread count)");
     println!("{:<22} {:>18} {:>18}", "design", "1 thread", "2 threads");
@@ -208,7 +201,7 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     // `cargo bench -- --test` (CI) only checks that the bench runs; the table needs real samples.
-    if !std::env::args().any(|arg| arg == "--test" || arg == "--list") {
+    if common::measuring() {
         let samples = std::env::var("DISPLAYD_UNPLUG_SAMPLES")
             .ok()
             .and_then(|s| s.parse().ok())

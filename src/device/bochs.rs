@@ -1,0 +1,442 @@
+//! The Bochs DISPI driver: probe, EDID and modes, mode set, pan/flip, blank, damage copy, health.
+//!
+//! Guarantees:
+//! * Every register and VRAM access happens inside a presence section of the device's
+//!   [`Revocable`] hardware; once the device is unplugged every call returns
+//!   [`DeviceError::Gone`] without touching it.
+//! * Modes are validated before they reach the hardware (at least 64×64, within the DISPI limits,
+//!   width a multiple of 8, `height × pitch ≤ VRAM`), and a mode the device clamps is reported as
+//!   rejected, not silently shown wrong.
+//! * An orderly unplug disables scanout while the device is still there, then revokes; a surprise
+//!   unplug revokes without touching it.
+
+use std::sync::Mutex;
+
+use super::edid::{self, Mode};
+use super::mmio::{Mmio, RowCopy, Vram};
+use super::regs::*;
+use crate::guard::Revocable;
+
+/// PCI vendor:device pairs of the Bochs adapter (QEMU, and Simics' 4321:1111).
+pub const SUPPORTED_IDS: [(u16, u16); 2] = [(0x1234, 0x1111), (0x4321, 0x1111)];
+
+const BYTES_PER_PIXEL: u32 = 4;
+
+/// What the platform learned about the PCI function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciId {
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+    /// Class code (3: display).
+    pub class: u8,
+    /// Subclass (0: VGA compatible, with VGA ports; 0x80: other, as bochs-display).
+    pub subclass: u8,
+    /// Revision (2 or more: QEMU extension registers).
+    pub revision: u8,
+}
+
+/// The device's BARs, as the platform mapped them.
+pub struct Hardware {
+    /// BAR2: registers.
+    pub mmio: Mmio<MMIO_BYTES>,
+    /// BAR0: VRAM.
+    pub vram: Vram,
+}
+
+/// Why a device call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceError {
+    /// The device has been unplugged.
+    Gone,
+    /// Not a Bochs adapter (PCI id) at probe.
+    Unsupported,
+    /// The ID register did not read 0xB0C0..=0xB0C5 at probe.
+    BadId(u16),
+    /// The mode is outside what the device and its VRAM can show.
+    ModeRejected,
+    /// An offset or rectangle outside VRAM or the current mode.
+    OutOfBounds,
+    /// Scanout needs a mode and none is set.
+    NoMode,
+}
+
+impl DeviceError {
+    /// The errno a client sees for this error.
+    pub fn errno(self) -> i32 {
+        match self {
+            DeviceError::Gone | DeviceError::Unsupported | DeviceError::BadId(_) => {
+                syscall::error::ENODEV
+            }
+            DeviceError::ModeRejected | DeviceError::OutOfBounds | DeviceError::NoMode => {
+                syscall::error::EINVAL
+            }
+        }
+    }
+}
+
+/// How the device is being removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Announced: the device is still there, so scanout is disabled first.
+    Orderly,
+    /// It is already gone: nothing may touch it.
+    Surprise,
+}
+
+/// The health probe's finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// The ID register reads a Bochs ID.
+    Present,
+    /// The ID register reads something else (0xFFFF on real PCI, 0x0000 on QEMU after removal).
+    Vanished(u16),
+    /// Already unplugged.
+    Unplugged,
+}
+
+/// Driver options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The preferred mode when the device has no valid EDID.
+    pub fallback_preferred: (u16, u16),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fallback_preferred: (1024, 768),
+        }
+    }
+}
+
+/// Where the device scans out from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scanout {
+    /// Visible pixels per line.
+    pub width: u16,
+    /// Visible lines.
+    pub height: u16,
+    /// Bytes per line in VRAM.
+    pub pitch: u32,
+    /// VRAM byte offset of the first visible pixel.
+    pub offset: usize,
+}
+
+/// A damage rectangle in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// A probed Bochs adapter.
+pub struct Bochs {
+    hw: Revocable<Hardware>,
+    vram_bytes: usize,
+    vga_ports: bool,
+    edid: Option<Vec<u8>>,
+    modes: Vec<Mode>,
+    scanout: Mutex<Option<Scanout>>,
+}
+
+/// Sizes offered without EDID (Linux offers the DMT list up to 8192×8192 the same way).
+const FALLBACK_SIZES: [(u16, u16); 20] = [
+    (640, 480),
+    (800, 600),
+    (1024, 768),
+    (1152, 864),
+    (1280, 720),
+    (1280, 768),
+    (1280, 800),
+    (1280, 960),
+    (1280, 1024),
+    (1360, 768),
+    (1400, 1050),
+    (1440, 900),
+    (1600, 900),
+    (1600, 1200),
+    (1680, 1050),
+    (1920, 1080),
+    (1920, 1200),
+    (2560, 1440),
+    (3840, 2160),
+    (8192, 4608),
+];
+
+impl Bochs {
+    /// Identifies the adapter, sets its byte order and reads its modes.
+    pub fn probe(pci: PciId, hw: Hardware, options: Options) -> Result<Bochs, DeviceError> {
+        if !SUPPORTED_IDS.contains(&(pci.vendor, pci.device)) {
+            return Err(DeviceError::Unsupported);
+        }
+        let hw = Revocable::new(hw);
+        let (vram_bytes, edid_blob) = {
+            let hw = hw.try_access().ok_or(DeviceError::Gone)?;
+            let id = hw.mmio.read16::<{ DISPI + 2 * DISPI_ID }>();
+            if id & 0xfff0 != ID_FIRST || id > ID_LATEST {
+                return Err(DeviceError::BadId(id));
+            }
+            let reported =
+                usize::from(hw.mmio.read16::<{ DISPI + 2 * DISPI_VIDEO_MEMORY_64K }>()) << 16;
+            if pci.revision >= 2 && hw.mmio.read32::<QEXT_SIZE>() >= 8 {
+                hw.mmio.write32::<QEXT_BYTE_ORDER>(QEXT_LITTLE_ENDIAN);
+            }
+            let mut blob = vec![0u8; EDID_BYTES];
+            for (offset, byte) in blob.iter_mut().enumerate() {
+                *byte = hw
+                    .mmio
+                    .try_read8(offset)
+                    .map_err(|_| DeviceError::OutOfBounds)?;
+            }
+            (hw.vram.len().min(reported), blob)
+        };
+        let mut device = Bochs {
+            hw,
+            vram_bytes,
+            vga_ports: pci.subclass == 0,
+            edid: None,
+            modes: Vec::new(),
+            scanout: Mutex::new(None),
+        };
+        match edid::parse(&edid_blob) {
+            Ok(parsed) => {
+                device.modes = parsed
+                    .modes
+                    .into_iter()
+                    .filter(|m| device.fits(m.hdisplay, m.vdisplay))
+                    .collect();
+                device.edid = Some(edid_blob);
+            }
+            Err(error) => {
+                log::info!("bochs: no usable EDID ({error:?}); offering the fallback modes")
+            }
+        }
+        if device.modes.is_empty() {
+            device.modes = device.fallback_modes(options.fallback_preferred);
+        }
+        log::info!(
+            "bochs: probed {:04x}:{:04x} rev {}, {} MiB VRAM, {} modes, preferred {}x{}",
+            pci.vendor,
+            pci.device,
+            pci.revision,
+            vram_bytes >> 20,
+            device.modes.len(),
+            device.modes[0].hdisplay,
+            device.modes[0].vdisplay
+        );
+        Ok(device)
+    }
+
+    /// The modes the device can show, preferred first; never empty.
+    pub fn modes(&self) -> &[Mode] {
+        &self.modes
+    }
+
+    /// The raw EDID blob, if the device has a valid one.
+    pub fn edid(&self) -> Option<&[u8]> {
+        self.edid.as_deref()
+    }
+
+    /// Usable VRAM in bytes.
+    pub fn vram_bytes(&self) -> usize {
+        self.vram_bytes
+    }
+
+    /// The current scanout, if a mode is set.
+    pub fn scanout(&self) -> Option<Scanout> {
+        *self.scanout_state()
+    }
+
+    /// Whether `width`×`height` at 32 bpp can be shown.
+    pub fn fits(&self, width: u16, height: u16) -> bool {
+        width >= 64
+            && height >= 64
+            && width <= MAX_XRES
+            && height <= MAX_YRES
+            && width.is_multiple_of(8)
+            && usize::from(height) * usize::from(width) * BYTES_PER_PIXEL as usize
+                <= self.vram_bytes
+    }
+
+    /// Sets `width`×`height` at 32 bpp, scanning out from VRAM offset 0.
+    pub fn set_mode(&self, width: u16, height: u16) -> Result<Scanout, DeviceError> {
+        if !self.fits(width, height) {
+            return Err(DeviceError::ModeRejected);
+        }
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let mut scanout = self.scanout_state();
+        let pitch = u32::from(width) * BYTES_PER_PIXEL;
+        let virt_height = (self.vram_bytes / pitch as usize).min(usize::from(u16::MAX)) as u16;
+        let m = &hw.mmio;
+        m.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
+        m.write16::<{ DISPI + 2 * DISPI_BPP }>(32);
+        m.write16::<{ DISPI + 2 * DISPI_XRES }>(width);
+        m.write16::<{ DISPI + 2 * DISPI_YRES }>(height);
+        m.write16::<{ DISPI + 2 * DISPI_BANK }>(0);
+        m.write16::<{ DISPI + 2 * DISPI_VIRT_WIDTH }>(width);
+        m.write16::<{ DISPI + 2 * DISPI_VIRT_HEIGHT }>(virt_height);
+        m.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(0);
+        m.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(0);
+        m.write16::<{ DISPI + 2 * DISPI_ENABLE }>(ENABLED | LFB_ENABLED);
+        let shown = (
+            m.read16::<{ DISPI + 2 * DISPI_XRES }>(),
+            m.read16::<{ DISPI + 2 * DISPI_YRES }>(),
+            m.read16::<{ DISPI + 2 * DISPI_BPP }>(),
+        );
+        if shown != (width, height, 32) {
+            log::warn!("bochs: asked for {width}x{height}x32, the device shows {shown:?}");
+            *scanout = None;
+            return Err(DeviceError::ModeRejected);
+        }
+        let set = Scanout {
+            width,
+            height,
+            pitch,
+            offset: 0,
+        };
+        *scanout = Some(set);
+        log::info!("bochs: mode set {width}x{height}x32, pitch {pitch}");
+        Ok(set)
+    }
+
+    /// Scans out from `offset` in VRAM with the current mode (pan, or flip to another buffer in
+    /// VRAM). `offset` must be pixel-aligned and leave a whole frame inside VRAM.
+    pub fn set_base(&self, offset: usize) -> Result<Scanout, DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let mut state = self.scanout_state();
+        let current = state.ok_or(DeviceError::NoMode)?;
+        let pitch = current.pitch as usize;
+        let frame_end = offset.checked_add(usize::from(current.height) * pitch);
+        if !offset.is_multiple_of(BYTES_PER_PIXEL as usize)
+            || frame_end.is_none_or(|end| end > self.vram_bytes)
+        {
+            return Err(DeviceError::OutOfBounds);
+        }
+        let (y, x) = (offset / pitch, offset % pitch / BYTES_PER_PIXEL as usize);
+        let y = u16::try_from(y)
+            .ok()
+            .filter(|&y| y <= MAX_YRES)
+            .ok_or(DeviceError::OutOfBounds)?;
+        hw.mmio
+            .write16::<{ DISPI + 2 * DISPI_VIRT_WIDTH }>((current.pitch / BYTES_PER_PIXEL) as u16);
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(x as u16);
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(y);
+        let moved = Scanout { offset, ..current };
+        *state = Some(moved);
+        Ok(moved)
+    }
+
+    /// Blanks or unblanks the output: the VGA attribute controller's palette-address-source bit on
+    /// adapters with VGA ports (stdvga, secondary-vga); bochs-display has none, so there it only
+    /// checks that the device is present.
+    pub fn blank(&self, blank: bool) -> Result<(), DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        if self.vga_ports {
+            const MISC_OUTPUT_WRITE: usize = VGA_PORTS + 0x02; // port 0x3c2
+            const INPUT_STATUS_1: usize = VGA_PORTS + 0x1a; // port 0x3da, colour mode
+            hw.mmio.write8::<MISC_OUTPUT_WRITE>(0x01); // colour mode, so 0x3da is the status port
+            hw.mmio.read8::<INPUT_STATUS_1>(); // resets the attribute flip-flop to "index"
+            hw.mmio.write8::<VGA_PORTS>(if blank { 0 } else { 0x20 });
+        }
+        Ok(())
+    }
+
+    /// Copies `rect` of a 32-bpp shadow buffer (`src`, `src_pitch` bytes per row, same coordinates
+    /// as the screen) into the scanout.
+    pub fn flush(&self, src: &[u8], src_pitch: usize, rect: Rect) -> Result<(), DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let state = self.scanout_state();
+        let scanout = state.ok_or(DeviceError::NoMode)?;
+        let fits_x = rect
+            .x
+            .checked_add(rect.width)
+            .is_some_and(|r| r <= u32::from(scanout.width));
+        let fits_y = rect
+            .y
+            .checked_add(rect.height)
+            .is_some_and(|b| b <= u32::from(scanout.height));
+        if !fits_x || !fits_y {
+            return Err(DeviceError::OutOfBounds);
+        }
+        let (x_bytes, y) = ((rect.x * BYTES_PER_PIXEL) as usize, rect.y as usize);
+        let copy = RowCopy {
+            dst_offset: scanout.offset + y * scanout.pitch as usize + x_bytes,
+            dst_pitch: scanout.pitch as usize,
+            src_offset: y
+                .checked_mul(src_pitch)
+                .and_then(|o| o.checked_add(x_bytes))
+                .ok_or(DeviceError::OutOfBounds)?,
+            src_pitch,
+            row_bytes: (rect.width * BYTES_PER_PIXEL) as usize,
+            rows: rect.height as usize,
+        };
+        hw.vram
+            .copy_rows(src, copy)
+            .then_some(())
+            .ok_or(DeviceError::OutOfBounds)
+    }
+
+    /// Reads the ID register to tell whether the device is still there.
+    pub fn health(&self) -> Health {
+        let Some(hw) = self.hw.try_access() else {
+            return Health::Unplugged;
+        };
+        match hw.mmio.read16::<{ DISPI + 2 * DISPI_ID }>() {
+            id if (ID_FIRST..=ID_LATEST).contains(&id) => Health::Present,
+            id => Health::Vanished(id),
+        }
+    }
+
+    /// Unplugs: after this returns no thread touches the hardware again, and the BAR mappings are
+    /// released. Returns `true` to the call that did it.
+    pub fn unplug(&self, removal: Removal) -> bool {
+        log::info!("bochs: unplug ({removal:?}) started");
+        if removal == Removal::Orderly {
+            if let Some(hw) = self.hw.try_access() {
+                hw.mmio.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
+            }
+        }
+        let did_it = self.hw.revoke();
+        *self.scanout_state() = None;
+        if did_it {
+            log::info!("bochs: unplug done: sections drained, hardware released");
+        }
+        did_it
+    }
+
+    /// Whether the device has been unplugged (a point check; calls that need the device answer
+    /// [`DeviceError::Gone`] by themselves).
+    pub fn is_unplugged(&self) -> bool {
+        self.hw.is_revoked()
+    }
+
+    fn fallback_modes(&self, preferred: (u16, u16)) -> Vec<Mode> {
+        let preferred = Some(preferred)
+            .filter(|&(w, h)| self.fits(w, h))
+            .unwrap_or((640, 480));
+        let others = FALLBACK_SIZES.into_iter().filter(|&size| size != preferred);
+        std::iter::once(preferred)
+            .chain(others)
+            .filter(|&(w, h)| self.fits(w, h))
+            .enumerate()
+            .map(|(i, (w, h))| Mode {
+                preferred: i == 0,
+                ..Mode::synthesized(w, h)
+            })
+            .collect()
+    }
+
+    fn scanout_state(&self) -> std::sync::MutexGuard<'_, Option<Scanout>> {
+        self.scanout
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,7 +1,7 @@
 //! The displayd daemon.
 //!
 //! On Redox it will be spawned by pcid-spawner and serve the `display.*` scheme (not yet built: see
-//! the README's status). On any other host it runs the demo on the in-process platform.
+//! the README's status). On any other host it runs the demo on the emulated Bochs device.
 
 #[cfg(not(target_os = "redox"))]
 fn main() {
@@ -10,9 +10,30 @@ fn main() {
     let seconds = std::env::var("DISPLAYD_DEMO_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1.5);
-    let summary = displayd::platform::host::demo(Duration::from_secs_f64(seconds));
-    println!("{summary}");
+        .unwrap_or(2.5);
+    let out_dir = std::env::var_os("DISPLAYD_DEMO_OUT")
+        .map_or_else(|| "screenshots".into(), std::path::PathBuf::from);
+    match displayd::platform::host::demo(Duration::from_secs_f64(seconds), &out_dir) {
+        Ok(report) => {
+            for (client, seen) in ["compositor (device 1)", "fresh client (device 2)"]
+                .iter()
+                .zip(&report.clients)
+            {
+                println!(
+                    "{client}: {} frames drawn, {} draws refused after its device went away",
+                    seen.frames, seen.refused
+                );
+            }
+            println!("screenshots in {}:", out_dir.display());
+            for path in &report.screenshots {
+                println!("  {}", path.display());
+            }
+        }
+        Err(error) => {
+            eprintln!("demo failed: {error}");
+            std::process::exit(1);
+        }
+    }
 }
 
 #[cfg(target_os = "redox")]

@@ -491,3 +491,49 @@ mod libc_signal {
     pub const SIGABRT: i32 = 6;
     pub const SIGSEGV: i32 = 11;
 }
+
+#[test]
+fn the_scanout_saves_as_a_png_that_reads_back_the_same() {
+    let dev = device(Config::default());
+    let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
+    bochs.set_mode(640, 480).unwrap();
+    bochs
+        .flush(
+            &shadow(640, 480, [10, 20, 30]),
+            640 * 4,
+            Rect {
+                x: 0,
+                y: 0,
+                width: 640,
+                height: 480,
+            },
+        )
+        .unwrap();
+    bochs
+        .flush(
+            &shadow(64, 64, [200, 100, 50]),
+            64 * 4,
+            Rect {
+                x: 0,
+                y: 0,
+                width: 64,
+                height: 64,
+            },
+        )
+        .unwrap();
+    let image = dev.scanout().unwrap();
+    let path = std::env::temp_dir().join(format!("displayd-scanout-{}.png", std::process::id()));
+    image.save_png(&path).unwrap();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        (info.width, info.height, info.color_type),
+        (640, 480, png::ColorType::Rgb)
+    );
+    assert_eq!(&rgb[..info.buffer_size()], &image.rgb[..]);
+    assert_eq!(image.pixel(63, 63), [200, 100, 50]);
+    assert_eq!(image.pixel(64, 64), [10, 20, 30]);
+}

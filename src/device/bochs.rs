@@ -76,6 +76,23 @@ impl DeviceError {
     }
 }
 
+impl std::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceError::Gone => f.write_str("the device has been unplugged"),
+            DeviceError::Unsupported => f.write_str("not a Bochs display adapter"),
+            DeviceError::BadId(id) => {
+                write!(f, "the DISPI ID register reads {id:#06x}, not a Bochs ID")
+            }
+            DeviceError::ModeRejected => f.write_str("the mode does not fit the device"),
+            DeviceError::OutOfBounds => f.write_str("offset or rectangle outside VRAM or the mode"),
+            DeviceError::NoMode => f.write_str("no mode is set"),
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
 /// How the device is being removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Removal {

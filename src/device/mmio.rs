@@ -108,7 +108,20 @@ enum Backing {
 /// regs.write8::<3>(0x2a);
 /// assert_eq!(regs.read8::<3>(), 0x2a);
 /// assert!(regs.try_read16(15).is_err(), "past the end");
-/// // regs.read16::<15>();  // does not compile: outside the 16 bytes the type guarantees
+/// ```
+///
+/// A constant offset outside the region, or misaligned for its width, does not compile:
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use displayd::device::mmio::{Mmio, RegisterFile, Width};
+/// # struct Zero;
+/// # impl RegisterFile for Zero {
+/// #     fn read(&self, _: usize, _: Width) -> u32 { 0 }
+/// #     fn write(&self, _: usize, _: Width, _: u32) {}
+/// # }
+/// let regs: Mmio<16> = Mmio::emulated(Arc::new(Zero), 16).unwrap();
+/// regs.read16::<15>();
 /// ```
 ///
 /// # Invariants

@@ -19,40 +19,16 @@ const WIDTH: u32 = 1920;
 const HEIGHT: u32 = 1080;
 const PITCH: usize = WIDTH as usize * 4;
 const CASES: [(&str, Rect); 2] = [
-    (
-        "full frame 1920x1080",
-        Rect {
-            x: 0,
-            y: 0,
-            width: WIDTH,
-            height: HEIGHT,
-        },
-    ),
-    (
-        "rect 256x256",
-        Rect {
-            x: 600,
-            y: 300,
-            width: 256,
-            height: 256,
-        },
-    ),
+    ("full frame 1920x1080", Rect { x: 0, y: 0, width: WIDTH, height: HEIGHT }),
+    ("rect 256x256", Rect { x: 600, y: 300, width: 256, height: 256 }),
 ];
 
 fn flush(c: &mut Criterion) {
     let dev = EmulatedDevice::new(Config::default()).expect("emulated device");
     let (vram, mmio) = dev.map_bars();
-    let pci = PciId {
-        vendor: 0x1234,
-        device: 0x1111,
-        class: 3,
-        subclass: 0x80,
-        revision: 2,
-    };
+    let pci = PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 };
     let bochs = Bochs::probe(pci, Hardware { mmio, vram }, Options::default()).expect("probe");
-    bochs
-        .set_mode(WIDTH as u16, HEIGHT as u16)
-        .expect("mode set");
+    bochs.set_mode(WIDTH as u16, HEIGHT as u16).expect("mode set");
     // Filled with non-zero bytes so that every page of both buffers is really there.
     let shadow = vec![0x5au8; PITCH * HEIGHT as usize];
     let mut plain_target = vec![0xa5u8; PITCH * HEIGHT as usize];

@@ -174,26 +174,19 @@ fn summary(samples: usize) {
     println!("{:<22} {:>18} {:>18}", "design", "1 thread", "2 threads");
     let floors = ["enter_exit_1t", "enter_exit_2t"].map(|g| criterion_mean_ns(g, DESIGNS[0]));
     for name in DESIGNS {
-        let cells = ["enter_exit_1t", "enter_exit_2t"]
-            .iter()
-            .zip(floors)
-            .map(
-                |(group, floor)| match (criterion_mean_ns(group, name), floor) {
-                    (Some(ns), Some(floor)) => format!("{ns:7.2} ({:5.2}x)", ns / floor),
-                    _ => "n/a".to_string(),
-                },
-            );
+        let cells = ["enter_exit_1t", "enter_exit_2t"].iter().zip(floors).map(|(group, floor)| {
+            match (criterion_mean_ns(group, name), floor) {
+                (Some(ns), Some(floor)) => format!("{ns:7.2} ({:5.2}x)", ns / floor),
+                _ => "n/a".to_string(),
+            }
+        });
         let cells: Vec<_> = cells.collect();
         println!("{name:<22} {:>18} {:>18}", cells[0], cells[1]);
     }
     println!("\nunplug latency over {samples} unplugs, ns");
     for (label, busy) in [("no reader", false), ("1 busy reader", true)] {
         let sorted = unplug_latency(busy, samples);
-        println!(
-            "{label:<22} p50 {:>8}   p99 {:>8}",
-            percentile(&sorted, 0.5),
-            percentile(&sorted, 0.99)
-        );
+        println!("{label:<22} p50 {:>8}   p99 {:>8}", percentile(&sorted, 0.5), percentile(&sorted, 0.99));
     }
 }
 
@@ -202,10 +195,8 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     // `cargo bench -- --test` (CI) only checks that the bench runs; the table needs real samples.
     if common::measuring() {
-        let samples = std::env::var("DISPLAYD_UNPLUG_SAMPLES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2000);
+        let samples =
+            std::env::var("DISPLAYD_UNPLUG_SAMPLES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
         summary(samples);
     }
 }

@@ -7,17 +7,13 @@
 fn main() {
     use std::time::Duration;
     displayd::platform::timeline::init(log::LevelFilter::Info);
-    let seconds = std::env::var("DISPLAYD_DEMO_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.5);
-    let out_dir = std::env::var_os("DISPLAYD_DEMO_OUT")
-        .map_or_else(|| "screenshots".into(), std::path::PathBuf::from);
+    let seconds = std::env::var("DISPLAYD_DEMO_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.5);
+    let out_dir =
+        std::env::var_os("DISPLAYD_DEMO_OUT").map_or_else(|| "screenshots".into(), std::path::PathBuf::from);
     match displayd::platform::host::demo(Duration::from_secs_f64(seconds), &out_dir) {
         Ok(report) => {
-            for (client, seen) in ["compositor (device 1)", "fresh client (device 2)"]
-                .iter()
-                .zip(&report.clients)
+            for (client, seen) in
+                ["compositor (device 1)", "fresh client (device 2)"].iter().zip(&report.clients)
             {
                 println!(
                     "{client}: {} frames drawn, {} draws refused after its device went away",
@@ -40,8 +36,6 @@ fn main() {
 fn main() {
     displayd::platform::timeline::init(log::LevelFilter::Info);
     // Exiting before the readiness byte makes pcid-spawner log the failure and move on.
-    log::error!(
-        "displayd: the Redox platform is not implemented yet; leaving the device to other drivers"
-    );
+    log::error!("displayd: the Redox platform is not implemented yet; leaving the device to other drivers");
     std::process::exit(1);
 }

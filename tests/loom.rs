@@ -16,17 +16,11 @@ struct Hardware {
 
 impl Hardware {
     fn new(drops: &Arc<AtomicUsize>) -> Self {
-        Hardware {
-            alive: AtomicBool::new(true),
-            drops: Arc::clone(drops),
-        }
+        Hardware { alive: AtomicBool::new(true), drops: Arc::clone(drops) }
     }
 
     fn touch(&self) {
-        assert!(
-            self.alive.load(Relaxed),
-            "a reader observed the hardware after its drop"
-        );
+        assert!(self.alive.load(Relaxed), "a reader observed the hardware after its drop");
     }
 }
 

@@ -24,11 +24,7 @@ struct Hardware {
 
 impl Drop for Hardware {
     fn drop(&mut self) {
-        assert_eq!(
-            self.state.swap(DROPPED, SeqCst),
-            ALIVE,
-            "the hardware was dropped twice"
-        );
+        assert_eq!(self.state.swap(DROPPED, SeqCst), ALIVE, "the hardware was dropped twice");
     }
 }
 
@@ -43,9 +39,7 @@ impl Device {
     fn new() -> Arc<Self> {
         let state = Arc::new(AtomicU8::new(ALIVE));
         Arc::new(Device {
-            hardware: Revocable::new(Hardware {
-                state: Arc::clone(&state),
-            }),
+            hardware: Revocable::new(Hardware { state: Arc::clone(&state) }),
             state,
             revoked: AtomicBool::new(false),
             late_accesses: AtomicUsize::new(0),
@@ -61,11 +55,7 @@ impl Device {
         if revoked_before {
             self.late_accesses.fetch_add(1, SeqCst);
         }
-        assert_eq!(
-            hw.state.load(SeqCst),
-            ALIVE,
-            "a reader observed the hardware after its drop"
-        );
+        assert_eq!(hw.state.load(SeqCst), ALIVE, "a reader observed the hardware after its drop");
         for _ in 0..rng.below(3) {
             if let Some(inner) = self.hardware.try_access() {
                 assert_eq!(inner.state.load(SeqCst), ALIVE);
@@ -74,11 +64,7 @@ impl Device {
         if rng.below(64) == 0 {
             thread::yield_now(); // a section that gets descheduled midway
         }
-        assert_eq!(
-            hw.state.load(SeqCst),
-            ALIVE,
-            "the hardware was dropped under a live section"
-        );
+        assert_eq!(hw.state.load(SeqCst), ALIVE, "the hardware was dropped under a live section");
     }
 }
 
@@ -99,10 +85,7 @@ impl Rng {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[test]
@@ -144,39 +127,24 @@ fn readers_and_revokes_race_on_many_devices() {
                             wins += 1;
                         }
                         device.revoked.store(true, SeqCst);
-                        assert_eq!(
-                            device.state.load(SeqCst),
-                            DROPPED,
-                            "revoke returned before the drop"
-                        );
+                        assert_eq!(device.state.load(SeqCst), DROPPED, "revoke returned before the drop");
                     }
                     wins
                 })
             })
             .collect();
         for reader in reader_threads {
-            reader.join().unwrap_or_else(|_| {
-                panic!("round {round} failed: replay with DISPLAYD_STRESS_SEED={seed}")
-            });
+            reader
+                .join()
+                .unwrap_or_else(|_| panic!("round {round} failed: replay with DISPLAYD_STRESS_SEED={seed}"));
         }
         let wins: usize = revoker_threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(
-            wins,
-            devices.len(),
-            "each device reports exactly one revoke that did the work"
-        );
+        assert_eq!(wins, devices.len(), "each device reports exactly one revoke that did the work");
         for device in &devices {
             assert_eq!(device.state.load(SeqCst), DROPPED);
-            assert_eq!(
-                device.late_accesses.load(SeqCst),
-                0,
-                "an access began after revoke returned"
-            );
+            assert_eq!(device.late_accesses.load(SeqCst), 0, "an access began after revoke returned");
             assert!(device.hardware.try_access().is_none());
         }
     }
-    eprintln!(
-        "stress: {rounds} rounds in {:?} (seed {seed:#x})",
-        started.elapsed()
-    );
+    eprintln!("stress: {rounds} rounds in {:?} (seed {seed:#x})", started.elapsed());
 }

@@ -66,9 +66,7 @@ impl DeviceError {
     /// The errno a client sees for this error.
     pub fn errno(self) -> i32 {
         match self {
-            DeviceError::Gone | DeviceError::Unsupported | DeviceError::BadId(_) => {
-                syscall::error::ENODEV
-            }
+            DeviceError::Gone | DeviceError::Unsupported | DeviceError::BadId(_) => syscall::error::ENODEV,
             DeviceError::ModeRejected | DeviceError::OutOfBounds | DeviceError::NoMode => {
                 syscall::error::EINVAL
             }
@@ -122,9 +120,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            fallback_preferred: (1024, 768),
-        }
+        Options { fallback_preferred: (1024, 768) }
     }
 }
 
@@ -201,17 +197,13 @@ impl Bochs {
             if id & 0xfff0 != ID_FIRST || id > ID_LATEST {
                 return Err(DeviceError::BadId(id));
             }
-            let reported =
-                usize::from(hw.mmio.read16::<{ DISPI + 2 * DISPI_VIDEO_MEMORY_64K }>()) << 16;
+            let reported = usize::from(hw.mmio.read16::<{ DISPI + 2 * DISPI_VIDEO_MEMORY_64K }>()) << 16;
             if pci.revision >= 2 && hw.mmio.read32::<QEXT_SIZE>() >= 8 {
                 hw.mmio.write32::<QEXT_BYTE_ORDER>(QEXT_LITTLE_ENDIAN);
             }
             let mut blob = vec![0u8; EDID_BYTES];
             for (offset, byte) in blob.iter_mut().enumerate() {
-                *byte = hw
-                    .mmio
-                    .try_read8(offset)
-                    .map_err(|_| DeviceError::OutOfBounds)?;
+                *byte = hw.mmio.try_read8(offset).map_err(|_| DeviceError::OutOfBounds)?;
             }
             (hw.vram.len().min(reported), blob)
         };
@@ -225,11 +217,8 @@ impl Bochs {
         };
         match edid::parse(&edid_blob) {
             Ok(parsed) => {
-                device.modes = parsed
-                    .modes
-                    .into_iter()
-                    .filter(|m| device.fits(m.hdisplay, m.vdisplay))
-                    .collect();
+                device.modes =
+                    parsed.modes.into_iter().filter(|m| device.fits(m.hdisplay, m.vdisplay)).collect();
                 device.edid = Some(edid_blob);
             }
             Err(error) => {
@@ -279,8 +268,7 @@ impl Bochs {
             && width <= MAX_XRES
             && height <= MAX_YRES
             && width.is_multiple_of(8)
-            && usize::from(height) * usize::from(width) * BYTES_PER_PIXEL as usize
-                <= self.vram_bytes
+            && usize::from(height) * usize::from(width) * BYTES_PER_PIXEL as usize <= self.vram_bytes
     }
 
     /// Sets `width`×`height` at 32 bpp, scanning out from VRAM offset 0.
@@ -313,12 +301,7 @@ impl Bochs {
             *scanout = None;
             return Err(DeviceError::ModeRejected);
         }
-        let set = Scanout {
-            width,
-            height,
-            pitch,
-            offset: 0,
-        };
+        let set = Scanout { width, height, pitch, offset: 0 };
         *scanout = Some(set);
         log::info!("bochs: mode set {width}x{height}x32, pitch {pitch}");
         Ok(set)
@@ -338,12 +321,8 @@ impl Bochs {
             return Err(DeviceError::OutOfBounds);
         }
         let (y, x) = (offset / pitch, offset % pitch / BYTES_PER_PIXEL as usize);
-        let y = u16::try_from(y)
-            .ok()
-            .filter(|&y| y <= MAX_YRES)
-            .ok_or(DeviceError::OutOfBounds)?;
-        hw.mmio
-            .write16::<{ DISPI + 2 * DISPI_VIRT_WIDTH }>((current.pitch / BYTES_PER_PIXEL) as u16);
+        let y = u16::try_from(y).ok().filter(|&y| y <= MAX_YRES).ok_or(DeviceError::OutOfBounds)?;
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_VIRT_WIDTH }>((current.pitch / BYTES_PER_PIXEL) as u16);
         hw.mmio.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(x as u16);
         hw.mmio.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(y);
         let moved = Scanout { offset, ..current };
@@ -372,14 +351,8 @@ impl Bochs {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
         let state = self.scanout_state();
         let scanout = state.ok_or(DeviceError::NoMode)?;
-        let fits_x = rect
-            .x
-            .checked_add(rect.width)
-            .is_some_and(|r| r <= u32::from(scanout.width));
-        let fits_y = rect
-            .y
-            .checked_add(rect.height)
-            .is_some_and(|b| b <= u32::from(scanout.height));
+        let fits_x = rect.x.checked_add(rect.width).is_some_and(|r| r <= u32::from(scanout.width));
+        let fits_y = rect.y.checked_add(rect.height).is_some_and(|b| b <= u32::from(scanout.height));
         if !fits_x || !fits_y {
             return Err(DeviceError::OutOfBounds);
         }
@@ -395,10 +368,7 @@ impl Bochs {
             row_bytes: (rect.width * BYTES_PER_PIXEL) as usize,
             rows: rect.height as usize,
         };
-        hw.vram
-            .copy_rows(src, copy)
-            .then_some(())
-            .ok_or(DeviceError::OutOfBounds)
+        hw.vram.copy_rows(src, copy).then_some(()).ok_or(DeviceError::OutOfBounds)
     }
 
     /// Reads the ID register to tell whether the device is still there.
@@ -436,24 +406,17 @@ impl Bochs {
     }
 
     fn fallback_modes(&self, preferred: (u16, u16)) -> Vec<Mode> {
-        let preferred = Some(preferred)
-            .filter(|&(w, h)| self.fits(w, h))
-            .unwrap_or((640, 480));
+        let preferred = Some(preferred).filter(|&(w, h)| self.fits(w, h)).unwrap_or((640, 480));
         let others = FALLBACK_SIZES.into_iter().filter(|&size| size != preferred);
         std::iter::once(preferred)
             .chain(others)
             .filter(|&(w, h)| self.fits(w, h))
             .enumerate()
-            .map(|(i, (w, h))| Mode {
-                preferred: i == 0,
-                ..Mode::synthesized(w, h)
-            })
+            .map(|(i, (w, h))| Mode { preferred: i == 0, ..Mode::synthesized(w, h) })
             .collect()
     }
 
     fn scanout_state(&self) -> std::sync::MutexGuard<'_, Option<Scanout>> {
-        self.scanout
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.scanout.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

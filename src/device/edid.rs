@@ -96,10 +96,8 @@ const ESTABLISHED: [(usize, u8, u16, u16); 5] = [
 
 /// Parses the base block of `blob`.
 pub fn parse(blob: &[u8]) -> Result<Edid, EdidError> {
-    let block: &[u8; BLOCK] = blob
-        .get(..BLOCK)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(EdidError::Truncated)?;
+    let block: &[u8; BLOCK] =
+        blob.get(..BLOCK).and_then(|b| b.try_into().ok()).ok_or(EdidError::Truncated)?;
     if block[..8] != HEADER {
         return Err(EdidError::BadHeader);
     }
@@ -110,10 +108,7 @@ pub fn parse(blob: &[u8]) -> Result<Edid, EdidError> {
     let letter = |shift: u16| b'@' + ((id >> shift) & 0x1f) as u8;
     let mut modes: Vec<Mode> = Vec::new();
     let mut add = |mode: Mode| {
-        if !modes
-            .iter()
-            .any(|m| m.hdisplay == mode.hdisplay && m.vdisplay == mode.vdisplay)
-        {
+        if !modes.iter().any(|m| m.hdisplay == mode.hdisplay && m.vdisplay == mode.vdisplay) {
             modes.push(mode);
         }
     };
@@ -133,10 +128,7 @@ pub fn parse(blob: &[u8]) -> Result<Edid, EdidError> {
             add(Mode::synthesized(w, h));
         }
     }
-    Ok(Edid {
-        manufacturer: [letter(10), letter(5), letter(0)],
-        modes,
-    })
+    Ok(Edid { manufacturer: [letter(10), letter(5), letter(0)], modes })
 }
 
 fn detailed_timing(d: &[u8]) -> Option<Mode> {
@@ -190,8 +182,7 @@ fn standard_timing(b0: u8, b1: u8) -> Option<(u16, u16)> {
 pub fn encode(preferred: Mode, others: &[(u16, u16)]) -> [u8; BLOCK] {
     let mut b = [0u8; BLOCK];
     b[..8].copy_from_slice(&HEADER);
-    let id =
-        (u16::from(b'R' - b'@') << 10) | (u16::from(b'H' - b'@') << 5) | u16::from(b'T' - b'@');
+    let id = (u16::from(b'R' - b'@') << 10) | (u16::from(b'H' - b'@') << 5) | u16::from(b'T' - b'@');
     b[8..10].copy_from_slice(&id.to_be_bytes());
     b[10..12].copy_from_slice(&0x1234u16.to_le_bytes());
     b[17] = (2014 - 1990) as u8; // year of manufacture, counted from 1990
@@ -240,10 +231,7 @@ fn detailed_descriptor(m: &Mode) -> [u8; 18] {
     d[8] = lo(hso);
     d[9] = lo(hsw);
     d[10] = ((vso & 0x0f) as u8) << 4 | (vsw & 0x0f) as u8;
-    d[11] = ((hso >> 8) as u8) << 6
-        | ((hsw >> 8) as u8) << 4
-        | ((vso >> 4) as u8) << 2
-        | (vsw >> 4) as u8;
+    d[11] = ((hso >> 8) as u8) << 6 | ((hsw >> 8) as u8) << 4 | ((vso >> 4) as u8) << 2 | (vsw >> 4) as u8;
     d[17] = 0x1e; // digital separate sync, both polarities positive
     d
 }
@@ -268,36 +256,18 @@ mod tests {
     fn qemu_like() -> [u8; BLOCK] {
         let mut preferred = Mode::synthesized(1280, 800);
         preferred.preferred = true;
-        encode(
-            preferred,
-            &[(1920, 1080), (1024, 768), (1280, 1024), (1280, 800)],
-        )
+        encode(preferred, &[(1920, 1080), (1024, 768), (1280, 1024), (1280, 800)])
     }
 
     #[test]
     fn a_good_blob_lists_the_preferred_mode_first_then_the_rest() {
         let edid = parse(&qemu_like()).unwrap();
         assert_eq!(&edid.manufacturer, b"RHT");
-        let sizes: Vec<_> = edid
-            .modes
-            .iter()
-            .map(|m| (m.hdisplay, m.vdisplay, m.preferred))
-            .collect();
-        assert_eq!(
-            sizes,
-            [
-                (1280, 800, true),
-                (1920, 1080, false),
-                (1024, 768, false),
-                (1280, 1024, false)
-            ]
-        );
+        let sizes: Vec<_> = edid.modes.iter().map(|m| (m.hdisplay, m.vdisplay, m.preferred)).collect();
+        assert_eq!(sizes, [(1280, 800, true), (1920, 1080, false), (1024, 768, false), (1280, 1024, false)]);
         assert_eq!(
             edid.modes[0],
-            Mode {
-                preferred: true,
-                ..Mode::synthesized(1280, 800)
-            },
+            Mode { preferred: true, ..Mode::synthesized(1280, 800) },
             "timing round-trips"
         );
         assert_eq!(edid.modes[0].refresh_hz(), 60);
@@ -321,12 +291,7 @@ mod tests {
         let mut blob = qemu_like();
         blob[35] = 0x21; // 640x480 and 800x600
         blob[127] = blob[127].wrapping_sub(0x21);
-        let sizes: Vec<_> = parse(&blob)
-            .unwrap()
-            .modes
-            .iter()
-            .map(|m| (m.hdisplay, m.vdisplay))
-            .collect();
+        let sizes: Vec<_> = parse(&blob).unwrap().modes.iter().map(|m| (m.hdisplay, m.vdisplay)).collect();
         assert!(sizes.contains(&(640, 480)) && sizes.contains(&(800, 600)));
         let mut state = 0x1234_5678_u32;
         for _ in 0..2000 {

@@ -34,12 +34,7 @@ pub struct Config {
 impl Default for Config {
     /// QEMU's `bochs-display` as seen on QEMU 7.2: 16 MiB, EDID preferring 1280×800, revision 2.
     fn default() -> Self {
-        Config {
-            vram_bytes: 16 << 20,
-            edid_preferred: Some((1280, 800)),
-            vga_ports: false,
-            revision: 2,
-        }
+        Config { vram_bytes: 16 << 20, edid_preferred: Some((1280, 800)), vga_ports: false, revision: 2 }
     }
 }
 
@@ -77,9 +72,7 @@ impl Image {
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-        writer
-            .write_image_data(&self.rgb)
-            .map_err(std::io::Error::other)
+        writer.write_image_data(&self.rgb).map_err(std::io::Error::other)
     }
 }
 
@@ -119,20 +112,9 @@ impl EmulatedDevice {
         let vram = AnonymousMapping::new(config.vram_bytes)?;
         let mut edid_area = [0u8; regs::EDID_BYTES];
         if let Some((w, h)) = config.edid_preferred {
-            let preferred = Mode {
-                preferred: true,
-                ..Mode::synthesized(w, h)
-            };
-            let block = edid::encode(
-                preferred,
-                &[
-                    (1920, 1080),
-                    (1280, 1024),
-                    (1280, 720),
-                    (1024, 768),
-                    (800, 600),
-                ],
-            );
+            let preferred = Mode { preferred: true, ..Mode::synthesized(w, h) };
+            let block =
+                edid::encode(preferred, &[(1920, 1080), (1280, 1024), (1280, 720), (1024, 768), (800, 600)]);
             edid_area[..edid::BLOCK].copy_from_slice(&block);
         }
         let mut dispi = [0u16; regs::DISPI_COUNT];
@@ -167,8 +149,8 @@ impl EmulatedDevice {
         // the driver reaches it only through the `Vram` (no Rust references into it).
         let vram = unsafe { Vram::mapped(self.inner.vram.base, self.inner.vram.len, owner) };
         let registers: Arc<dyn RegisterFile> = Arc::new(Registers(Arc::clone(&self.inner)));
-        let mmio = Mmio::emulated(registers, regs::MMIO_BYTES)
-            .expect("the register file is exactly one MMIO BAR");
+        let mmio =
+            Mmio::emulated(registers, regs::MMIO_BYTES).expect("the register file is exactly one MMIO BAR");
         (vram, mmio)
     }
 
@@ -184,10 +166,7 @@ impl EmulatedDevice {
             YankedReads::Ones => YANKED_ONES,
             YankedReads::Zeros => YANKED_ZEROS,
         };
-        let _ = self
-            .inner
-            .state
-            .compare_exchange(PRESENT, state, SeqCst, SeqCst);
+        let _ = self.inner.state.compare_exchange(PRESENT, state, SeqCst, SeqCst);
     }
 
     /// Whether the device is still in its slot (neither yanked nor removed).
@@ -215,15 +194,10 @@ impl EmulatedDevice {
             u32::from(r[regs::DISPI_YRES]),
             u32::from(r[regs::DISPI_VIRT_WIDTH]) * 4,
         );
-        let base = (u32::from(r[regs::DISPI_Y_OFFSET]) * stride
-            + u32::from(r[regs::DISPI_X_OFFSET]) * 4) as usize;
+        let base =
+            (u32::from(r[regs::DISPI_Y_OFFSET]) * stride + u32::from(r[regs::DISPI_X_OFFSET]) * 4) as usize;
         let end = base + (height.saturating_sub(1) * stride + width * 4) as usize;
-        if !enabled
-            || r[regs::DISPI_BPP] != 32
-            || width < 64
-            || height < 64
-            || end > self.inner.vram.len
-        {
+        if !enabled || r[regs::DISPI_BPP] != 32 || width < 64 || height < 64 || end > self.inner.vram.len {
             return None;
         }
         let mut rgb = vec![0u8; (width * height * 3) as usize];
@@ -243,9 +217,7 @@ impl EmulatedDevice {
 
 impl Inner {
     fn dispi(&self) -> std::sync::MutexGuard<'_, Dispi> {
-        self.dispi
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.dispi.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -254,7 +226,9 @@ struct Registers(Arc<Inner>);
 
 impl Registers {
     fn tripwire(&self, what: &str, offset: usize) -> ! {
-        eprintln!("emulated bochs: {what} at MMIO {offset:#x} after the device was removed: use after unplug");
+        eprintln!(
+            "emulated bochs: {what} at MMIO {offset:#x} after the device was removed: use after unplug"
+        );
         std::process::abort();
     }
 }
@@ -274,22 +248,17 @@ impl RegisterFile for Registers {
         }
         let inner = &self.0;
         let mut dispi = inner.dispi();
-        let bytes = |from: &[u8]| {
-            (0..width.bytes()).fold(0u32, |v, i| v | u32::from(from[offset + i]) << (8 * i))
-        };
+        let bytes =
+            |from: &[u8]| (0..width.bytes()).fold(0u32, |v, i| v | u32::from(from[offset + i]) << (8 * i));
         match offset {
             o if o < regs::EDID_BYTES => bytes(&inner.edid),
-            o if (regs::VGA_PORTS..regs::VGA_PORTS + 0x20).contains(&o)
-                && inner.config.vga_ports =>
-            {
+            o if (regs::VGA_PORTS..regs::VGA_PORTS + 0x20).contains(&o) && inner.config.vga_ports => {
                 if o == regs::VGA_PORTS + 0x1a {
                     dispi.attribute_index_next = true; // reading input status 1 resets the flip-flop
                 }
                 0
             }
-            o if (regs::DISPI..regs::DISPI + 2 * regs::DISPI_COUNT).contains(&o)
-                && width == Width::U16 =>
-            {
+            o if (regs::DISPI..regs::DISPI + 2 * regs::DISPI_COUNT).contains(&o) && width == Width::U16 => {
                 let index = (o - regs::DISPI) / 2;
                 let getcaps = dispi.regs[regs::DISPI_ENABLE] & regs::GETCAPS != 0;
                 u32::from(match index {
@@ -301,9 +270,7 @@ impl RegisterFile for Registers {
                 })
             }
             regs::QEXT_SIZE if inner.config.revision >= 2 && width == Width::U32 => 8,
-            regs::QEXT_BYTE_ORDER if inner.config.revision >= 2 && width == Width::U32 => {
-                dispi.byte_order
-            }
+            regs::QEXT_BYTE_ORDER if inner.config.revision >= 2 && width == Width::U32 => dispi.byte_order,
             _ => all_ones, // unassigned MMIO reads as all ones
         }
     }
@@ -323,9 +290,7 @@ impl RegisterFile for Registers {
                 }
                 dispi.attribute_index_next = !dispi.attribute_index_next;
             }
-            o if (regs::DISPI..regs::DISPI + 2 * regs::DISPI_COUNT).contains(&o)
-                && width == Width::U16 =>
-            {
+            o if (regs::DISPI..regs::DISPI + 2 * regs::DISPI_COUNT).contains(&o) && width == Width::U16 => {
                 dispi.write(inner.vram.len, (o - regs::DISPI) / 2, value as u16);
             }
             regs::QEXT_BYTE_ORDER
@@ -385,9 +350,8 @@ impl Dispi {
             }
         };
         r[regs::DISPI_XRES] = (r[regs::DISPI_XRES] & !7).clamp(8, regs::MAX_XRES);
-        r[regs::DISPI_VIRT_WIDTH] = (r[regs::DISPI_VIRT_WIDTH] & !7)
-            .min(regs::MAX_XRES)
-            .max(r[regs::DISPI_XRES]);
+        r[regs::DISPI_VIRT_WIDTH] =
+            (r[regs::DISPI_VIRT_WIDTH] & !7).min(regs::MAX_XRES).max(r[regs::DISPI_XRES]);
         let line = u32::from(r[regs::DISPI_VIRT_WIDTH]) * bits / 8;
         let max_y = (vram_len as u32 / line).min(u32::from(u16::MAX)) as u16;
         r[regs::DISPI_YRES] = r[regs::DISPI_YRES].clamp(1, regs::MAX_YRES).min(max_y);
@@ -433,8 +397,7 @@ impl AnonymousMapping {
         if base == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        let base =
-            NonNull::new(base.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))?;
+        let base = NonNull::new(base.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))?;
         Ok(AnonymousMapping { base, len })
     }
 
@@ -456,13 +419,7 @@ impl AnonymousMapping {
         assert!(offset + dst.len() <= self.len, "scanout read outside VRAM");
         // SAFETY: in bounds and readable (above and the caller's contract). The driver may write
         // concurrently, which at worst tears a pixel of the snapshot, as a real scanout would.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.base.as_ptr().add(offset),
-                dst.as_mut_ptr(),
-                dst.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
     }
 }
 

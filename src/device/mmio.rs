@@ -73,11 +73,7 @@ impl Mapping {
     ///
     /// `base..base + len` must be mapped readable and writable, and stay so while `owner` lives.
     unsafe fn new(base: NonNull<u8>, len: usize, owner: Box<dyn Any + Send + Sync>) -> Self {
-        Mapping {
-            base,
-            len,
-            _owner: owner,
-        }
+        Mapping { base, len, _owner: owner }
     }
 
     fn check(&self, offset: usize, len: usize) -> bool {
@@ -140,25 +136,15 @@ impl<const SIZE: usize> Mmio<SIZE> {
     ///
     /// `base..base + len` must be a mapping of device registers, readable and writable, that stays
     /// mapped while `owner` lives, and that no Rust reference points into.
-    pub unsafe fn mapped(
-        base: NonNull<u8>,
-        len: usize,
-        owner: Box<dyn Any + Send + Sync>,
-    ) -> Option<Self> {
+    pub unsafe fn mapped(base: NonNull<u8>, len: usize, owner: Box<dyn Any + Send + Sync>) -> Option<Self> {
         // SAFETY: forwarded from this function's contract.
         let mapping = unsafe { Mapping::new(base, len, owner) };
-        (len >= SIZE).then_some(Mmio {
-            backing: Backing::Mapped(mapping),
-            len,
-        })
+        (len >= SIZE).then_some(Mmio { backing: Backing::Mapped(mapping), len })
     }
 
     /// A region served by a software register file of `len` bytes; `None` if `len < SIZE`.
     pub fn emulated(registers: Arc<dyn RegisterFile>, len: usize) -> Option<Self> {
-        (len >= SIZE).then_some(Mmio {
-            backing: Backing::Emulated(registers),
-            len,
-        })
+        (len >= SIZE).then_some(Mmio { backing: Backing::Emulated(registers), len })
     }
 
     /// The region's real length (at least `SIZE`).
@@ -179,23 +165,13 @@ impl<const SIZE: usize> Mmio<SIZE> {
 
     /// Reads 16 bits at a constant, 2-aligned offset.
     pub fn read16<const OFFSET: usize>(&self) -> u16 {
-        const {
-            assert!(
-                OFFSET.is_multiple_of(2) && OFFSET + 2 <= SIZE,
-                "misaligned or outside the region"
-            )
-        };
+        const { assert!(OFFSET.is_multiple_of(2) && OFFSET + 2 <= SIZE, "misaligned or outside the region") };
         self.access_read(OFFSET, Width::U16) as u16
     }
 
     /// Reads 32 bits at a constant, 4-aligned offset.
     pub fn read32<const OFFSET: usize>(&self) -> u32 {
-        const {
-            assert!(
-                OFFSET.is_multiple_of(4) && OFFSET + 4 <= SIZE,
-                "misaligned or outside the region"
-            )
-        };
+        const { assert!(OFFSET.is_multiple_of(4) && OFFSET + 4 <= SIZE, "misaligned or outside the region") };
         self.access_read(OFFSET, Width::U32)
     }
 
@@ -207,49 +183,34 @@ impl<const SIZE: usize> Mmio<SIZE> {
 
     /// Writes 16 bits at a constant, 2-aligned offset.
     pub fn write16<const OFFSET: usize>(&self, value: u16) {
-        const {
-            assert!(
-                OFFSET.is_multiple_of(2) && OFFSET + 2 <= SIZE,
-                "misaligned or outside the region"
-            )
-        };
+        const { assert!(OFFSET.is_multiple_of(2) && OFFSET + 2 <= SIZE, "misaligned or outside the region") };
         self.access_write(OFFSET, Width::U16, value.into());
     }
 
     /// Writes 32 bits at a constant, 4-aligned offset.
     pub fn write32<const OFFSET: usize>(&self, value: u32) {
-        const {
-            assert!(
-                OFFSET.is_multiple_of(4) && OFFSET + 4 <= SIZE,
-                "misaligned or outside the region"
-            )
-        };
+        const { assert!(OFFSET.is_multiple_of(4) && OFFSET + 4 <= SIZE, "misaligned or outside the region") };
         self.access_write(OFFSET, Width::U32, value);
     }
 
     /// Reads 8 bits at a run-time offset.
     pub fn try_read8(&self, offset: usize) -> Result<u8, BadAccess> {
-        self.checked(offset, Width::U8)
-            .map(|()| self.access_read(offset, Width::U8) as u8)
+        self.checked(offset, Width::U8).map(|()| self.access_read(offset, Width::U8) as u8)
     }
 
     /// Reads 16 bits at a run-time offset.
     pub fn try_read16(&self, offset: usize) -> Result<u16, BadAccess> {
-        self.checked(offset, Width::U16)
-            .map(|()| self.access_read(offset, Width::U16) as u16)
+        self.checked(offset, Width::U16).map(|()| self.access_read(offset, Width::U16) as u16)
     }
 
     /// Writes 16 bits at a run-time offset.
     pub fn try_write16(&self, offset: usize, value: u16) -> Result<(), BadAccess> {
-        self.checked(offset, Width::U16)
-            .map(|()| self.access_write(offset, Width::U16, value.into()))
+        self.checked(offset, Width::U16).map(|()| self.access_write(offset, Width::U16, value.into()))
     }
 
     fn checked(&self, offset: usize, width: Width) -> Result<(), BadAccess> {
         let fits = offset.is_multiple_of(width.bytes())
-            && offset
-                .checked_add(width.bytes())
-                .is_some_and(|end| end <= self.len);
+            && offset.checked_add(width.bytes()).is_some_and(|end| end <= self.len);
         fits.then_some(()).ok_or(BadAccess { offset, width })
     }
 
@@ -321,9 +282,7 @@ impl Vram {
     /// As [`Mmio::mapped`]: mapped readable and writable while `owner` lives, no Rust reference into it.
     pub unsafe fn mapped(base: NonNull<u8>, len: usize, owner: Box<dyn Any + Send + Sync>) -> Self {
         // SAFETY: forwarded from this function's contract.
-        Vram {
-            mapping: unsafe { Mapping::new(base, len, owner) },
-        }
+        Vram { mapping: unsafe { Mapping::new(base, len, owner) } }
     }
 
     /// Bytes of VRAM.
@@ -339,19 +298,9 @@ impl Vram {
     /// Copies a rectangle of rows from `src` into VRAM. Returns `false` (copying nothing) if any row
     /// would fall outside `src` or VRAM.
     pub fn copy_rows(&self, src: &[u8], copy: RowCopy) -> bool {
-        if !rows_fit(
-            copy.src_offset,
-            copy.src_pitch,
-            copy.row_bytes,
-            copy.rows,
-            src.len(),
-        ) || !rows_fit(
-            copy.dst_offset,
-            copy.dst_pitch,
-            copy.row_bytes,
-            copy.rows,
-            self.len(),
-        ) {
+        if !rows_fit(copy.src_offset, copy.src_pitch, copy.row_bytes, copy.rows, src.len())
+            || !rows_fit(copy.dst_offset, copy.dst_pitch, copy.row_bytes, copy.rows, self.len())
+        {
             return false;
         }
         for row in 0..copy.rows {
@@ -377,11 +326,7 @@ impl Vram {
         }
         // SAFETY: in bounds (checked above); `dst` is ordinary memory distinct from the mapping.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.mapping.base.as_ptr().add(offset),
-                dst.as_mut_ptr(),
-                dst.len(),
-            )
+            std::ptr::copy_nonoverlapping(self.mapping.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
         };
         true
     }
@@ -427,44 +372,17 @@ mod tests {
     fn row_copies_land_at_pitch_and_refuse_overruns() {
         let vram = vram_over(Box::leak(vec![0u8; 64].into_boxed_slice()));
         let src: Vec<u8> = (1..=16).collect();
-        let copy = RowCopy {
-            dst_offset: 2,
-            dst_pitch: 16,
-            src_offset: 0,
-            src_pitch: 4,
-            row_bytes: 4,
-            rows: 4,
-        };
+        let copy =
+            RowCopy { dst_offset: 2, dst_pitch: 16, src_offset: 0, src_pitch: 4, row_bytes: 4, rows: 4 };
         assert!(vram.copy_rows(&src, copy));
         let mut out = [0u8; 64];
         assert!(vram.read_into(0, &mut out));
         assert_eq!(&out[2..6], &[1, 2, 3, 4]);
         assert_eq!(&out[50..54], &[13, 14, 15, 16]);
         assert_eq!(out[6], 0);
-        assert!(
-            !vram.copy_rows(&src, RowCopy { rows: 5, ..copy }),
-            "source overrun"
-        );
-        assert!(
-            !vram.copy_rows(
-                &src,
-                RowCopy {
-                    dst_offset: 14,
-                    ..copy
-                }
-            ),
-            "VRAM overrun"
-        );
-        assert!(
-            !vram.copy_rows(
-                &src,
-                RowCopy {
-                    dst_pitch: usize::MAX / 2,
-                    ..copy
-                }
-            ),
-            "overflow"
-        );
+        assert!(!vram.copy_rows(&src, RowCopy { rows: 5, ..copy }), "source overrun");
+        assert!(!vram.copy_rows(&src, RowCopy { dst_offset: 14, ..copy }), "VRAM overrun");
+        assert!(!vram.copy_rows(&src, RowCopy { dst_pitch: usize::MAX / 2, ..copy }), "overflow");
         assert!(!vram.read_into(60, &mut [0; 8]));
     }
 
@@ -479,24 +397,9 @@ mod tests {
         }
         let regs: Mmio<8> = Mmio::emulated(Arc::new(Echo), 8).unwrap();
         assert_eq!(regs.try_read16(6), Ok(6));
-        assert_eq!(
-            regs.try_read16(7),
-            Err(BadAccess {
-                offset: 7,
-                width: Width::U16
-            })
-        );
-        assert_eq!(
-            regs.try_read16(8),
-            Err(BadAccess {
-                offset: 8,
-                width: Width::U16
-            })
-        );
+        assert_eq!(regs.try_read16(7), Err(BadAccess { offset: 7, width: Width::U16 }));
+        assert_eq!(regs.try_read16(8), Err(BadAccess { offset: 8, width: Width::U16 }));
         assert_eq!(regs.try_read8(usize::MAX).unwrap_err().offset, usize::MAX);
-        assert!(
-            Mmio::<16>::emulated(Arc::new(Echo), 8).is_none(),
-            "shorter than the type promises"
-        );
+        assert!(Mmio::<16>::emulated(Arc::new(Echo), 8).is_none(), "shorter than the type promises");
     }
 }

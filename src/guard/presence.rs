@@ -93,11 +93,7 @@ struct Slot {
 
 impl Slot {
     fn new(shared: bool) -> Self {
-        Slot {
-            depth: AtomicUsize::new(0),
-            claimed: AtomicBool::new(false),
-            shared,
-        }
+        Slot { depth: AtomicUsize::new(0), claimed: AtomicBool::new(false), shared }
     }
 
     /// Adds one level and returns the depth it had before.
@@ -137,11 +133,10 @@ impl Table {
 
     /// Claims the lowest free owned slot for the calling thread, if any is free.
     fn claim(&self) -> Option<usize> {
-        let index = self.slots.iter().position(|slot| {
-            slot.claimed
-                .compare_exchange(false, true, Acquire, Relaxed)
-                .is_ok()
-        })?;
+        let index = self
+            .slots
+            .iter()
+            .position(|slot| slot.claimed.compare_exchange(false, true, Acquire, Relaxed).is_ok())?;
         self.claimed_bound.fetch_max(index + 1, AcqRel);
         Some(index)
     }
@@ -176,10 +171,7 @@ impl Presence {
             slot.lower();
             return None;
         }
-        Some(Section {
-            slot,
-            _bound_to_thread: PhantomData,
-        })
+        Some(Section { slot, _bound_to_thread: PhantomData })
     }
 
     /// Marks the device gone and waits until no section can still be using it.
@@ -202,11 +194,7 @@ impl Presence {
             "unplug called inside a section of the same device: it would wait for itself"
         );
         let table = &*self.table;
-        if table
-            .state
-            .compare_exchange(LIVE, UNPLUGGING, AcqRel, Acquire)
-            .is_err()
-        {
+        if table.state.compare_exchange(LIVE, UNPLUGGING, AcqRel, Acquire).is_err() {
             wait_until(|| table.state.load(Acquire) == GONE);
             return false;
         }
@@ -322,10 +310,7 @@ struct ThreadSlots {
 
 impl ThreadSlots {
     fn find(&self, key: usize) -> Option<usize> {
-        self.held
-            .iter()
-            .find(|(table, _)| Arc::as_ptr(table) as usize == key)
-            .map(|&(_, index)| index)
+        self.held.iter().find(|(table, _)| Arc::as_ptr(table) as usize == key).map(|&(_, index)| index)
     }
 
     fn find_or_claim(&mut self, table: &Arc<Table>, key: usize) -> usize {
@@ -394,38 +379,37 @@ mod tests {
         assert!(presence.is_unplugged());
         assert!(presence.enter().is_none());
         assert!(!presence.unplug());
-        assert_eq!(
-            presence.current_thread_depth(),
-            0,
-            "a refused enter leaves no depth behind"
-        );
+        assert_eq!(presence.current_thread_depth(), 0, "a refused enter leaves no depth behind");
+    }
+
+    /// Opens a section on another thread and keeps it until the returned sender fires.
+    fn hold_section_elsewhere(presence: &Arc<Presence>) -> (thread::JoinHandle<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let presence = Arc::clone(presence);
+        let reader = thread::spawn(move || {
+            let _section = presence.enter().unwrap();
+            entered_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        entered_rx.recv().unwrap();
+        (reader, release_tx)
+    }
+
+    fn spawn_unplug(presence: &Arc<Presence>) -> thread::JoinHandle<bool> {
+        let presence = Arc::clone(presence);
+        thread::spawn(move || presence.unplug())
     }
 
     #[test]
     fn unplug_waits_for_a_section_on_another_thread() {
         let presence = Arc::new(Presence::new());
-        let (entered_tx, entered_rx) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let reader = {
-            let presence = Arc::clone(&presence);
-            thread::spawn(move || {
-                let _section = presence.enter().unwrap();
-                entered_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-            })
-        };
-        entered_rx.recv().unwrap();
-        let unplugger = {
-            let presence = Arc::clone(&presence);
-            thread::spawn(move || presence.unplug())
-        };
+        let (reader, release) = hold_section_elsewhere(&presence);
+        let unplugger = spawn_unplug(&presence);
         thread::sleep(Duration::from_millis(50));
-        assert!(
-            !unplugger.is_finished(),
-            "unplug returned while a section was live"
-        );
+        assert!(!unplugger.is_finished(), "unplug returned while a section was live");
         assert!(presence.is_unplugged(), "the flag is set before the wait");
-        release_tx.send(()).unwrap();
+        release.send(()).unwrap();
         assert!(unplugger.join().unwrap());
         reader.join().unwrap();
     }
@@ -433,31 +417,12 @@ mod tests {
     #[test]
     fn a_second_unplug_waits_for_the_first_to_finish() {
         let presence = Arc::new(Presence::new());
-        let (entered_tx, entered_rx) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let reader = {
-            let presence = Arc::clone(&presence);
-            thread::spawn(move || {
-                let _section = presence.enter().unwrap();
-                entered_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-            })
-        };
-        entered_rx.recv().unwrap();
-        let unpluggers: Vec<_> = (0..2)
-            .map(|_| {
-                let presence = Arc::clone(&presence);
-                thread::spawn(move || presence.unplug())
-            })
-            .collect();
+        let (reader, release) = hold_section_elsewhere(&presence);
+        let unpluggers = [spawn_unplug(&presence), spawn_unplug(&presence)];
         thread::sleep(Duration::from_millis(50));
         assert!(unpluggers.iter().all(|u| !u.is_finished()));
-        release_tx.send(()).unwrap();
-        let winners = unpluggers
-            .into_iter()
-            .map(|u| u.join().unwrap())
-            .filter(|&won| won)
-            .count();
+        release.send(()).unwrap();
+        let winners = unpluggers.into_iter().map(|u| u.join().unwrap()).filter(|&won| won).count();
         assert_eq!(winners, 1);
         reader.join().unwrap();
     }
@@ -479,11 +444,8 @@ mod tests {
         let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let (presence, barrier, release_rx) = (
-                    Arc::clone(&presence),
-                    Arc::clone(&barrier),
-                    Arc::clone(&release_rx),
-                );
+                let (presence, barrier, release_rx) =
+                    (Arc::clone(&presence), Arc::clone(&barrier), Arc::clone(&release_rx));
                 thread::spawn(move || {
                     let _section = presence.enter().unwrap();
                     barrier.wait();
@@ -513,15 +475,9 @@ mod tests {
         let presence = Arc::new(Presence::new());
         for _ in 0..(OWNED_SLOTS * 3) {
             let presence = Arc::clone(&presence);
-            thread::spawn(move || drop(presence.enter().unwrap()))
-                .join()
-                .unwrap();
+            thread::spawn(move || drop(presence.enter().unwrap())).join().unwrap();
         }
-        assert_eq!(
-            presence.table.claimed_bound.load(Relaxed),
-            1,
-            "one slot, reused by every thread"
-        );
+        assert_eq!(presence.table.claimed_bound.load(Relaxed), 1, "one slot, reused by every thread");
     }
 
     #[test]

@@ -40,9 +40,7 @@ pub struct Releases {
 impl Releases {
     /// An empty list.
     pub fn new() -> Self {
-        Releases {
-            actions: Mutex::new(Vec::new()),
-        }
+        Releases { actions: Mutex::new(Vec::new()) }
     }
 
     /// Registers `action`, to run when the list is dropped. `name` appears in the debug log.
@@ -63,9 +61,7 @@ impl Releases {
     fn lock(&self) -> impl std::ops::DerefMut<Target = Vec<(&'static str, Action)>> + '_ {
         // An action that panicked cannot leave the list half-updated (push is the only mutation),
         // so a poisoned lock is still a valid list.
-        self.actions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.actions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -102,10 +98,7 @@ mod tests {
         _releases: Releases,
     }
 
-    fn set_up(
-        log: &Arc<Mutex<Vec<&'static str>>>,
-        fail_at: Option<usize>,
-    ) -> Result<Device, usize> {
+    fn set_up(log: &Arc<Mutex<Vec<&'static str>>>, fail_at: Option<usize>) -> Result<Device, usize> {
         let releases = Releases::new();
         for (step, name) in ["pcid channel", "bars", "scheme"].into_iter().enumerate() {
             if fail_at == Some(step) {
@@ -114,9 +107,7 @@ mod tests {
             let log = Arc::clone(log);
             releases.add(name, move || log.lock().unwrap().push(name));
         }
-        Ok(Device {
-            _releases: releases,
-        })
+        Ok(Device { _releases: releases })
     }
 
     #[test]
@@ -132,14 +123,8 @@ mod tests {
         let device = Arc::new(set_up(&log, None).unwrap());
         let handles: Vec<_> = (0..4).map(|_| Arc::clone(&device)).collect();
         drop(device);
-        assert!(
-            log.lock().unwrap().is_empty(),
-            "released while references remain"
-        );
-        let threads: Vec<_> = handles
-            .into_iter()
-            .map(|h| std::thread::spawn(move || drop(h)))
-            .collect();
+        assert!(log.lock().unwrap().is_empty(), "released while references remain");
+        let threads: Vec<_> = handles.into_iter().map(|h| std::thread::spawn(move || drop(h))).collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(*log.lock().unwrap(), ["scheme", "bars", "pcid channel"]);
     }

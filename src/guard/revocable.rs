@@ -67,10 +67,7 @@ pub struct Access<'a, T> {
 impl<T> Revocable<T> {
     /// Wraps a value for a device that is present now.
     pub fn new(value: T) -> Self {
-        Revocable {
-            presence: Presence::new(),
-            value: UnsafeCell::new(ManuallyDrop::new(value)),
-        }
+        Revocable { presence: Presence::new(), value: UnsafeCell::new(ManuallyDrop::new(value)) }
     }
 
     /// The value, inside a fresh section; `None` once revoke has begun.
@@ -136,9 +133,7 @@ impl<T> Drop for Revocable<T> {
 
 impl<T> std::fmt::Debug for Revocable<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Revocable")
-            .field("presence", &self.presence)
-            .finish_non_exhaustive()
+        f.debug_struct("Revocable").field("presence", &self.presence).finish_non_exhaustive()
     }
 }
 

@@ -17,13 +17,8 @@ use crate::device::emulated::{Config, EmulatedDevice, Image, YankedReads};
 use crate::guard::Releases;
 
 /// How QEMU's bochs-display presents itself on PCI.
-pub const BOCHS_DISPLAY_PCI: PciId = PciId {
-    vendor: 0x1234,
-    device: 0x1111,
-    class: 3,
-    subclass: 0x80,
-    revision: 2,
-};
+pub const BOCHS_DISPLAY_PCI: PciId =
+    PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 };
 
 /// The device object: what every client handle holds. Dropped at the last reference, after which
 /// the managed releases run.
@@ -43,18 +38,10 @@ pub fn bind(slot: &EmulatedDevice, instance: u32) -> Result<Arc<DeviceObject>, D
         log::info!("device {instance}: last reference gone, device object freed")
     });
     let (vram, mmio) = slot.map_bars();
-    let bochs = Bochs::probe(
-        BOCHS_DISPLAY_PCI,
-        Hardware { mmio, vram },
-        Options::default(),
-    )?;
+    let bochs = Bochs::probe(BOCHS_DISPLAY_PCI, Hardware { mmio, vram }, Options::default())?;
     let preferred = bochs.modes()[0];
     bochs.set_mode(preferred.hdisplay, preferred.vdisplay)?;
-    Ok(Arc::new(DeviceObject {
-        bochs,
-        instance,
-        _releases: releases,
-    }))
+    Ok(Arc::new(DeviceObject { bochs, instance, _releases: releases }))
 }
 
 /// What one client saw.
@@ -80,12 +67,7 @@ fn run_client(
     let pitch = width as usize * 4;
     let mut shadow = background(width, height, colour);
     let mut report = ClientReport::default();
-    let full = Rect {
-        x: 0,
-        y: 0,
-        width,
-        height,
-    };
+    let full = Rect { x: 0, y: 0, width, height };
     let mut damage = full;
     let mut frame = 0u32;
     while !stop.load(SeqCst) {
@@ -112,11 +94,7 @@ fn run_client(
         damage = union(old, new);
         thread::sleep(Duration::from_millis(4));
     }
-    log::info!(
-        "{name}: closing its handle on device {} ({} frames drawn)",
-        device.instance,
-        report.frames
-    );
+    log::info!("{name}: closing its handle on device {} ({} frames drawn)", device.instance, report.frames);
     report
 }
 
@@ -130,51 +108,27 @@ fn moving_box(frame: u32, width: u32, height: u32, size: u32) -> Rect {
             span - t % span
         }
     };
-    Rect {
-        x: bounce(frame * 7, span_x),
-        y: bounce(frame * 5, span_y),
-        width: size,
-        height: size,
-    }
+    Rect { x: bounce(frame * 7, span_x), y: bounce(frame * 5, span_y), width: size, height: size }
 }
 
 fn union(a: Rect, b: Rect) -> Rect {
     let (x, y) = (a.x.min(b.x), a.y.min(b.y));
     let right = (a.x + a.width).max(b.x + b.width);
     let bottom = (a.y + a.height).max(b.y + b.height);
-    Rect {
-        x,
-        y,
-        width: right - x,
-        height: bottom - y,
-    }
+    Rect { x, y, width: right - x, height: bottom - y }
 }
 
 /// A vertical gradient of `colour` with a darker grid, in XRGB8888.
 fn background(width: u32, height: u32, colour: [u8; 3]) -> Vec<u8> {
     let mut pixels = vec![0u8; (width * height * 4) as usize];
-    paint_background(
-        &mut pixels,
-        width,
-        Rect {
-            x: 0,
-            y: 0,
-            width,
-            height,
-        },
-        colour,
-    );
+    paint_background(&mut pixels, width, Rect { x: 0, y: 0, width, height }, colour);
     pixels
 }
 
 fn background_pixel(x: u32, y: u32, colour: [u8; 3]) -> [u8; 3] {
     let shade = |c: u8| (u32::from(c) * (256 - (y % 256) / 2) / 256) as u8;
     if x.is_multiple_of(64) || y.is_multiple_of(64) {
-        [
-            shade(colour[0]) / 2,
-            shade(colour[1]) / 2,
-            shade(colour[2]) / 2,
-        ]
+        [shade(colour[0]) / 2, shade(colour[1]) / 2, shade(colour[2]) / 2]
     } else {
         [shade(colour[0]), shade(colour[1]), shade(colour[2])]
     }
@@ -258,22 +212,20 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     log::info!("orderly unplug of device 1 while its client draws");
     first.bochs.unplug(Removal::Orderly);
     slot.remove();
-    log::info!(
-        "device 1 left its slot: its BARs are revoked, any stray access would crash this demo"
-    );
+    log::info!("device 1 left its slot: its BARs are revoked, any stray access would crash this demo");
     drop(first);
     thread::sleep(step);
     shoot(&slot, "2-after-unplug.png")?;
 
     let new_slot = EmulatedDevice::new(Config::default())?;
     let second = bind(&new_slot, 2).map_err(std::io::Error::other)?;
-    log::info!("device 2 plugged in and bound as a new device object; device 1's client still holds device 1");
+    log::info!(
+        "device 2 plugged in and bound as a new device object; device 1's client still holds device 1"
+    );
     let stop_second = Arc::new(AtomicBool::new(false));
     {
         let (device, stop) = (Arc::clone(&second), Arc::clone(&stop_second));
-        clients.push(thread::spawn(move || {
-            run_client("fresh client", device, [60, 140, 70], stop)
-        }));
+        clients.push(thread::spawn(move || run_client("fresh client", device, [60, 140, 70], stop)));
     }
     let probe = {
         let (device, stop) = (Arc::clone(&second), Arc::clone(&stop_second));
@@ -282,9 +234,7 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     thread::sleep(step);
     shoot(&new_slot, "3-after-replug.png")?;
 
-    log::info!(
-        "surprise: device 2 is yanked (its registers now read 0x0000), nobody tells the driver"
-    );
+    log::info!("surprise: device 2 is yanked (its registers now read 0x0000), nobody tells the driver");
     new_slot.yank(YankedReads::Zeros);
     thread::sleep(step);
     probe.join().expect("health probe thread");
@@ -293,23 +243,13 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
 
     stop_first.store(true, SeqCst);
     stop_second.store(true, SeqCst);
-    let clients = clients
-        .into_iter()
-        .map(|c| c.join().expect("client thread"))
-        .collect();
-    Ok(DemoReport {
-        screenshots,
-        clients,
-    })
+    let clients = clients.into_iter().map(|c| c.join().expect("client thread")).collect();
+    Ok(DemoReport { screenshots, clients })
 }
 
 /// What a monitor shows without a signal.
 fn no_signal() -> Image {
-    Image {
-        width: 640,
-        height: 400,
-        rgb: vec![0; 640 * 400 * 3],
-    }
+    Image { width: 640, height: 400, rgb: vec![0; 640 * 400 * 3] }
 }
 
 #[cfg(test)]
@@ -320,42 +260,25 @@ mod tests {
     fn the_demo_draws_survives_unplug_and_yank_and_draws_again_after_replug() {
         let dir = std::env::temp_dir().join(format!("displayd-demo-{}", std::process::id()));
         let report = demo(Duration::from_millis(400), &dir).unwrap();
-        let [before, after, replugged] = &report.screenshots[..] else {
-            panic!("{report:?}")
-        };
+        let [before, after, replugged] = &report.screenshots[..] else { panic!("{report:?}") };
         let decode = |path: &Path| {
-            let mut reader =
-                png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()))
-                    .read_info()
-                    .unwrap();
+            let mut reader = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()))
+                .read_info()
+                .unwrap();
             let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
             let info = reader.next_frame(&mut rgb).unwrap();
             (info.width, info.height, rgb)
         };
         let (w, h, pixels) = decode(before);
         assert_eq!((w, h), (1280, 800));
-        assert_eq!(
-            &pixels[3 * (w as usize + 1)..][..3],
-            &background_pixel(1, 1, [40, 90, 160])
-        );
+        assert_eq!(&pixels[3 * (w as usize + 1)..][..3], &background_pixel(1, 1, [40, 90, 160]));
         let (_, _, dark) = decode(after);
-        assert!(
-            dark.iter().all(|&b| b == 0),
-            "after the unplug the device shows nothing"
-        );
+        assert!(dark.iter().all(|&b| b == 0), "after the unplug the device shows nothing");
         let (w, _, pixels) = decode(replugged);
-        assert_eq!(
-            &pixels[3 * (w as usize + 1)..][..3],
-            &background_pixel(1, 1, [60, 140, 70])
-        );
-        let [first, fresh] = report.clients[..] else {
-            panic!("{report:?}")
-        };
+        assert_eq!(&pixels[3 * (w as usize + 1)..][..3], &background_pixel(1, 1, [60, 140, 70]));
+        let [first, fresh] = report.clients[..] else { panic!("{report:?}") };
         assert!(first.frames > 0 && first.refused > 0, "{first:?}");
-        assert!(
-            fresh.frames > 0 && fresh.refused > 0,
-            "the yank was noticed: {fresh:?}"
-        );
+        assert!(fresh.frames > 0 && fresh.refused > 0, "the yank was noticed: {fresh:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -15,14 +15,8 @@ static TIMELINE: OnceLock<Timeline> = OnceLock::new();
 /// Installs the timeline logger at `max_level` (overridden by `DISPLAYD_LOG`, e.g. `debug`).
 /// Later calls keep the first logger.
 pub fn init(max_level: log::LevelFilter) {
-    let max_level = std::env::var("DISPLAYD_LOG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(max_level);
-    let logger = TIMELINE.get_or_init(|| Timeline {
-        started: Instant::now(),
-        max_level,
-    });
+    let max_level = std::env::var("DISPLAYD_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(max_level);
+    let logger = TIMELINE.get_or_init(|| Timeline { started: Instant::now(), max_level });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(logger.max_level);
     }
@@ -39,11 +33,7 @@ impl log::Log for Timeline {
         }
         let elapsed = self.started.elapsed().as_secs_f64() * 1e3;
         // One write per line so that lines from several threads do not interleave.
-        let line = format!(
-            "[{elapsed:9.3} ms] {:<5} {}\n",
-            record.level(),
-            record.args()
-        );
+        let line = format!("[{elapsed:9.3} ms] {:<5} {}\n", record.level(), record.args());
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 

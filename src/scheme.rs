@@ -1,4 +1,267 @@
-//! The `display.*` scheme: redox-scheme `SchemeSync` glue that turns handles into KMS calls,
-//! lends dumb buffers through `mmap_prep`, and runs the per-file teardown in `on_close`.
+//! The `display.*` scheme: redox-scheme `SchemeSync` glue between open handles and device objects.
 //!
-//! Planned (see the README's status).
+//! Guarantees:
+//! * Every display handle holds its device object (`Arc`), so handles outlive the device: after an
+//!   unplug they keep answering as [`crate::kms`] describes, and new opens get ENODEV until a new
+//!   device is bound; handles opened before stay on the old device object until closed.
+//! * `on_close` always runs the file's whole teardown, and the last close of a device object frees
+//!   it and runs its managed releases.
+//! * Every request is answered with a value or an errno; none panics on client input.
+//! * `control` is the administrator's path (uid 0 only, EACCES for others): reading it gives a
+//!   status line, writing `unplug` removes the device in an orderly way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, ENODEV, ENOENT, EOPNOTSUPP};
+use syscall::flag::{MapFlags, MunmapFlags};
+use syscall::schemev2::NewFdFlags;
+use syscall::Stat;
+
+use crate::device::bochs::Removal;
+use crate::guard::Releases;
+use crate::kms::{BufferMemory, FileId, Kms};
+
+/// `st_dev` of every handle: the DRM character-device major, 226.
+pub const DRM_DEVICE: u64 = 226 << 8;
+
+/// One device instance's object: its KMS state and the releases that run at its last reference.
+pub struct DeviceObject {
+    /// The KMS state (and, through it, the adapter).
+    pub kms: Kms,
+    /// Which instance this is (1 for the first device bound, then 2, ...).
+    pub instance: u32,
+    // Declared last: dropped after the KMS state, at the very end of the object's life.
+    _releases: Releases,
+}
+
+impl DeviceObject {
+    /// A device object; `releases` run when its last reference goes.
+    pub fn new(kms: Kms, instance: u32, releases: Releases) -> Arc<DeviceObject> {
+        log::info!("device {instance}: bound as a new device object");
+        Arc::new(DeviceObject { kms, instance, _releases: releases })
+    }
+}
+
+impl Drop for DeviceObject {
+    fn drop(&mut self) {
+        log::info!("device {}: last reference gone, device object freed", self.instance);
+    }
+}
+
+enum Handle {
+    Root,
+    Display { device: Arc<DeviceObject>, file: FileId, vt: usize },
+    Control,
+}
+
+/// The scheme: its handles and the device new opens bind to.
+pub struct DisplayScheme {
+    name: String,
+    device: Option<Arc<DeviceObject>>,
+    handles: BTreeMap<usize, Handle>,
+    next_id: usize,
+}
+
+impl DisplayScheme {
+    /// A scheme registered as `name` (e.g. `display.bochs`), with no device yet.
+    pub fn new(name: impl Into<String>) -> DisplayScheme {
+        DisplayScheme { name: name.into(), device: None, handles: BTreeMap::new(), next_id: 1 }
+    }
+
+    /// Binds a new device: later opens reach it; handles already open keep theirs.
+    pub fn bind(&mut self, device: Arc<DeviceObject>) {
+        self.device = Some(device);
+    }
+
+    /// The device new opens bind to, if any.
+    pub fn device(&self) -> Option<&Arc<DeviceObject>> {
+        self.device.as_ref()
+    }
+
+    /// Unplugs the bound device (orderly or surprise) and stops binding new opens to it.
+    /// Returns `false` if there was no device.
+    pub fn unplug(&mut self, removal: Removal) -> bool {
+        let Some(device) = self.device.take() else { return false };
+        device.kms.adapter().unplug(removal);
+        log::info!(
+            "device {}: unbound; {} handles still hold it",
+            device.instance,
+            Arc::strong_count(&device) - 1
+        );
+        true
+    }
+
+    /// inputd switched to `vt`: the bound device shows that VT's state.
+    pub fn activate(&self, vt: usize) {
+        if let Some(device) = &self.device {
+            device.kms.activate(vt);
+        }
+    }
+
+    /// How many handles are open (display, control and root).
+    pub fn open_handles(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The buffer memory behind a display handle's `MAP_DUMB` offset and the byte offset within it:
+    /// what `mmap_prep` lends, and what a kernel keeps referenced while the mapping exists.
+    pub fn lend(&self, id: usize, offset: u64, size: usize) -> Result<(Arc<dyn BufferMemory>, usize)> {
+        match self.handles.get(&id) {
+            Some(Handle::Display { device, file, .. }) => device.kms.lend(*file, offset, size),
+            Some(_) => Err(Error::new(EINVAL)),
+            None => Err(Error::new(EBADF)),
+        }
+    }
+
+    fn insert(&mut self, handle: Handle) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.handles.insert(id, handle);
+        id
+    }
+
+    fn status(&self) -> String {
+        let displays = self.handles.values().filter(|h| matches!(h, Handle::Display { .. })).count();
+        match &self.device {
+            Some(device) => format!(
+                "device {} present, {displays} display handles, active vt {}\n",
+                device.instance,
+                device.kms.active_vt().map_or_else(|| "none".to_string(), |vt| vt.to_string())
+            ),
+            None => format!("no device, {displays} display handles\n"),
+        }
+    }
+}
+
+impl SchemeSync for DisplayScheme {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(self.insert(Handle::Root))
+    }
+
+    fn openat(
+        &mut self,
+        dirfd: usize,
+        path: &str,
+        _flags: usize,
+        _fcntl: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
+        if !matches!(self.handles.get(&dirfd), Some(Handle::Root)) {
+            return Err(Error::new(EACCES));
+        }
+        let handle = if path == "control" {
+            if ctx.uid != 0 {
+                return Err(Error::new(EACCES));
+            }
+            Handle::Control
+        } else if let Some(vt) = path.strip_prefix("v2/") {
+            let vt: usize = vt.parse().map_err(|_| Error::new(EINVAL))?;
+            let device = self.device.clone().ok_or(Error::new(ENODEV))?;
+            let file = device.kms.open(vt);
+            Handle::Display { device, file, vt }
+        } else if path.starts_with('v') {
+            return Err(Error::new(ENOENT));
+        } else {
+            return Err(Error::new(EINVAL));
+        };
+        Ok(OpenResult::ThisScheme { number: self.insert(handle), flags: NewFdFlags::empty() })
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
+        let path = match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Root => return Err(Error::new(EOPNOTSUPP)),
+            Handle::Display { vt, .. } => format!("/scheme/{}/v2/{vt}", self.name),
+            Handle::Control => format!("/scheme/{}/control", self.name),
+        };
+        let len = path.len().min(buf.len());
+        buf[..len].copy_from_slice(&path.as_bytes()[..len]);
+        Ok(len)
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
+        self.handles.get(&id).ok_or(Error::new(EBADF))?;
+        stat.st_dev = DRM_DEVICE;
+        Ok(())
+    }
+
+    fn call(&mut self, id: usize, payload: &mut [u8], metadata: &[u64], _ctx: &CallerCtx) -> Result<usize> {
+        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Display { device, file, .. } => {
+                let nr = *metadata.first().ok_or(Error::new(EINVAL))?;
+                device.kms.call(*file, nr, payload)
+            }
+            _ => Err(Error::new(EINVAL)),
+        }
+    }
+
+    fn mmap_prep(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        _flags: MapFlags,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        let (memory, within) = self.lend(id, offset, size)?;
+        // The memory stays mapped in the driver until the buffer is destroyed; the kernel takes its
+        // own reference on the frames, so the client's mapping outlives that.
+        Ok(memory.address() + within)
+    }
+
+    fn munmap(
+        &mut self,
+        id: usize,
+        _offset: u64,
+        _size: usize,
+        _flags: MunmapFlags,
+        _ctx: &CallerCtx,
+    ) -> Result<()> {
+        // Always answered: the kernel waits for the reply (and ignores it).
+        self.handles.get(&id).map(drop).ok_or(Error::new(EBADF))
+    }
+
+    fn read(
+        &mut self,
+        id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Control => {
+                let status = self.status();
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(status.len());
+                let len = (status.len() - start).min(buf.len());
+                buf[..len].copy_from_slice(&status.as_bytes()[start..start + len]);
+                Ok(len)
+            }
+            _ => Err(Error::new(EBADF)),
+        }
+    }
+
+    fn write(&mut self, id: usize, buf: &[u8], _offset: u64, _fcntl: u32, _ctx: &CallerCtx) -> Result<usize> {
+        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Control => match std::str::from_utf8(buf).map(str::trim) {
+                Ok("unplug") => {
+                    if !self.unplug(Removal::Orderly) {
+                        return Err(Error::new(ENODEV));
+                    }
+                    Ok(buf.len())
+                }
+                _ => Err(Error::new(EINVAL)),
+            },
+            _ => Err(Error::new(EBADF)),
+        }
+    }
+
+    fn on_close(&mut self, id: usize) {
+        if let Some(Handle::Display { device, file, .. }) = self.handles.remove(&id) {
+            device.kms.close(file);
+            // `device` drops here; if this was the last handle, the device object goes with it.
+        }
+    }
+}

@@ -150,6 +150,41 @@ pub struct Rect {
     pub height: u32,
 }
 
+/// Pixels to copy from: a 32-bpp buffer, its pitch, and the top-left source pixel of the copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Source<'a> {
+    /// The buffer.
+    pub bytes: &'a [u8],
+    /// Bytes per row.
+    pub pitch: usize,
+    /// Source column of the copy's first pixel.
+    pub x: u32,
+    /// Source row of the copy's first pixel.
+    pub y: u32,
+}
+
+/// The row copy that puts `dst` (screen coordinates, inside the mode) from `src` into the frame
+/// at VRAM offset `frame`.
+fn rect_copy(src: Source<'_>, dst: Rect, scanout: Scanout, frame: usize) -> Result<RowCopy, DeviceError> {
+    let fits_x = dst.x.checked_add(dst.width).is_some_and(|r| r <= u32::from(scanout.width));
+    let fits_y = dst.y.checked_add(dst.height).is_some_and(|b| b <= u32::from(scanout.height));
+    if !fits_x || !fits_y {
+        return Err(DeviceError::OutOfBounds);
+    }
+    let src_offset = (src.y as usize)
+        .checked_mul(src.pitch)
+        .and_then(|o| o.checked_add(src.x as usize * BYTES_PER_PIXEL as usize))
+        .ok_or(DeviceError::OutOfBounds)?;
+    Ok(RowCopy {
+        dst_offset: frame + dst.y as usize * scanout.pitch as usize + (dst.x * BYTES_PER_PIXEL) as usize,
+        dst_pitch: scanout.pitch as usize,
+        src_offset,
+        src_pitch: src.pitch,
+        row_bytes: (dst.width * BYTES_PER_PIXEL) as usize,
+        rows: dst.height as usize,
+    })
+}
+
 /// A probed Bochs adapter.
 pub struct Bochs {
     hw: Revocable<Hardware>,
@@ -348,27 +383,52 @@ impl Bochs {
     /// Copies `rect` of a 32-bpp shadow buffer (`src`, `src_pitch` bytes per row, same coordinates
     /// as the screen) into the scanout.
     pub fn flush(&self, src: &[u8], src_pitch: usize, rect: Rect) -> Result<(), DeviceError> {
+        self.blit(Source { bytes: src, pitch: src_pitch, x: rect.x, y: rect.y }, rect)
+    }
+
+    /// Copies the `dst.width`×`dst.height` pixels at (`src.x`, `src.y`) of a 32-bpp buffer to `dst`
+    /// on the screen.
+    pub fn blit(&self, src: Source<'_>, dst: Rect) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
         let state = self.scanout_state();
         let scanout = state.ok_or(DeviceError::NoMode)?;
-        let fits_x = rect.x.checked_add(rect.width).is_some_and(|r| r <= u32::from(scanout.width));
-        let fits_y = rect.y.checked_add(rect.height).is_some_and(|b| b <= u32::from(scanout.height));
-        if !fits_x || !fits_y {
+        let copy = rect_copy(src, dst, scanout, scanout.offset)?;
+        hw.vram.copy_rows(src.bytes, copy).then_some(()).ok_or(DeviceError::OutOfBounds)
+    }
+
+    /// Shows a whole new frame without tearing: copies it into the VRAM page that is not being
+    /// scanned out and switches scanout to that page (one copy, then a flip). When VRAM holds only
+    /// one frame, copies it in place.
+    pub fn flip(&self, src: Source<'_>) -> Result<(), DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let mut state = self.scanout_state();
+        let scanout = state.ok_or(DeviceError::NoMode)?;
+        let frame = scanout.pitch as usize * usize::from(scanout.height);
+        let back = match scanout.offset {
+            0 if 2 * frame <= self.vram_bytes => frame,
+            _ => 0,
+        };
+        let whole = Rect { x: 0, y: 0, width: u32::from(scanout.width), height: u32::from(scanout.height) };
+        let copy = rect_copy(src, whole, scanout, back)?;
+        if !hw.vram.copy_rows(src.bytes, copy) {
             return Err(DeviceError::OutOfBounds);
         }
-        let (x_bytes, y) = ((rect.x * BYTES_PER_PIXEL) as usize, rect.y as usize);
-        let copy = RowCopy {
-            dst_offset: scanout.offset + y * scanout.pitch as usize + x_bytes,
-            dst_pitch: scanout.pitch as usize,
-            src_offset: y
-                .checked_mul(src_pitch)
-                .and_then(|o| o.checked_add(x_bytes))
-                .ok_or(DeviceError::OutOfBounds)?,
-            src_pitch,
-            row_bytes: (rect.width * BYTES_PER_PIXEL) as usize,
-            rows: rect.height as usize,
-        };
-        hw.vram.copy_rows(src, copy).then_some(()).ok_or(DeviceError::OutOfBounds)
+        if back != scanout.offset {
+            let y = (back / scanout.pitch as usize) as u16;
+            hw.mmio.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(0);
+            hw.mmio.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(y);
+            *state = Some(Scanout { offset: back, ..scanout });
+        }
+        Ok(())
+    }
+
+    /// Turns scanout off (no plane to show); the next [`Bochs::set_mode`] turns it on again.
+    pub fn disable(&self) -> Result<(), DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let mut state = self.scanout_state();
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
+        *state = None;
+        Ok(())
     }
 
     /// Reads the ID register to tell whether the device is still there.

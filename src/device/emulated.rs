@@ -10,10 +10,10 @@
 //! * **A surprise yank** makes registers read like an absent device (all ones or all zeros) and drops
 //!   writes, without telling the driver, as QEMU and real PCI behave after removal.
 
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
+use super::anon::AnonymousMapping;
 use super::edid::{self, Mode};
 use super::mmio::{Mmio, RegisterFile, Vram, Width};
 use super::regs;
@@ -109,7 +109,7 @@ struct Dispi {
 impl EmulatedDevice {
     /// Builds a device; fails only if the VRAM mapping cannot be made.
     pub fn new(config: Config) -> std::io::Result<Self> {
-        let vram = AnonymousMapping::new(config.vram_bytes)?;
+        let vram = AnonymousMapping::new(config.vram_bytes, true)?;
         let mut edid_area = [0u8; regs::EDID_BYTES];
         if let Some((w, h)) = config.edid_preferred {
             let preferred = Mode { preferred: true, ..Mode::synthesized(w, h) };
@@ -147,7 +147,7 @@ impl EmulatedDevice {
         let owner = Box::new(Arc::clone(&self.inner));
         // SAFETY: the mapping covers `len` bytes for as long as `Inner` lives, which `owner` ensures;
         // the driver reaches it only through the `Vram` (no Rust references into it).
-        let vram = unsafe { Vram::mapped(self.inner.vram.base, self.inner.vram.len, owner) };
+        let vram = unsafe { Vram::mapped(self.inner.vram.base(), self.inner.vram.len(), owner) };
         let registers: Arc<dyn RegisterFile> = Arc::new(Registers(Arc::clone(&self.inner)));
         let mmio =
             Mmio::emulated(registers, regs::MMIO_BYTES).expect("the register file is exactly one MMIO BAR");
@@ -197,7 +197,7 @@ impl EmulatedDevice {
         let base =
             (u32::from(r[regs::DISPI_Y_OFFSET]) * stride + u32::from(r[regs::DISPI_X_OFFSET]) * 4) as usize;
         let end = base + (height.saturating_sub(1) * stride + width * 4) as usize;
-        if !enabled || r[regs::DISPI_BPP] != 32 || width < 64 || height < 64 || end > self.inner.vram.len {
+        if !enabled || r[regs::DISPI_BPP] != 32 || width < 64 || height < 64 || end > self.inner.vram.len() {
             return None;
         }
         let mut rgb = vec![0u8; (width * height * 3) as usize];
@@ -265,7 +265,7 @@ impl RegisterFile for Registers {
                     regs::DISPI_XRES if getcaps => regs::MAX_XRES,
                     regs::DISPI_YRES if getcaps => regs::MAX_YRES,
                     regs::DISPI_BPP if getcaps => 32,
-                    regs::DISPI_VIDEO_MEMORY_64K => (inner.vram.len >> 16) as u16,
+                    regs::DISPI_VIDEO_MEMORY_64K => (inner.vram.len() >> 16) as u16,
                     _ => dispi.regs[index],
                 })
             }
@@ -291,7 +291,7 @@ impl RegisterFile for Registers {
                 dispi.attribute_index_next = !dispi.attribute_index_next;
             }
             o if (regs::DISPI..regs::DISPI + 2 * regs::DISPI_COUNT).contains(&o) && width == Width::U16 => {
-                dispi.write(inner.vram.len, (o - regs::DISPI) / 2, value as u16);
+                dispi.write(inner.vram.len(), (o - regs::DISPI) / 2, value as u16);
             }
             regs::QEXT_BYTE_ORDER
                 if inner.config.revision >= 2
@@ -366,66 +366,5 @@ impl Dispi {
             }
         }
         r[regs::DISPI_VIRT_HEIGHT] = max_y;
-    }
-}
-
-/// Page-aligned anonymous memory standing for a VRAM BAR, prefaulted, revocable to `PROT_NONE`.
-struct AnonymousMapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain process memory; all access goes through raw copies whose ordering is
-// the driver's protocol, and revocation is an `mprotect`, which is thread-safe.
-unsafe impl Send for AnonymousMapping {}
-// SAFETY: as above.
-unsafe impl Sync for AnonymousMapping {}
-
-impl AnonymousMapping {
-    fn new(len: usize) -> std::io::Result<Self> {
-        // SAFETY: a fresh private anonymous mapping aliases nothing; the result is checked below.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let base = NonNull::new(base.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))?;
-        Ok(AnonymousMapping { base, len })
-    }
-
-    /// Makes every later access fault.
-    fn revoke(&self) {
-        // SAFETY: the range is this mapping's own; PROT_NONE only changes its permissions.
-        let rc = unsafe { libc::mprotect(self.base.as_ptr().cast(), self.len, libc::PROT_NONE) };
-        assert_eq!(
-            rc,
-            0,
-            "mprotect(PROT_NONE) on the emulated VRAM failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// Copies VRAM out, for the device's own scanout; callers keep `offset + dst.len()` in bounds
-    /// and call it only while the device is present (the mapping readable).
-    fn read(&self, offset: usize, dst: &mut [u8]) {
-        assert!(offset + dst.len() <= self.len, "scanout read outside VRAM");
-        // SAFETY: in bounds and readable (above and the caller's contract). The driver may write
-        // concurrently, which at worst tears a pixel of the snapshot, as a real scanout would.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
-    }
-}
-
-impl Drop for AnonymousMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping our own mapping; nothing refers to it once `Inner` is dropped.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }

@@ -1,4 +1,353 @@
-//! The display object model and the DRM ioctl payload codec: connectors, CRTCs, planes,
-//! framebuffers, dumb buffers and per-VT state. Pure: no I/O and no `unsafe`.
+//! The display object model: one connector, encoder, CRTC and primary plane (Bochs has one output),
+//! framebuffers, per-file dumb buffers and per-VT state, plus the DRM ioctl codec. Pure: no I/O and
+//! no `unsafe`; hardware is reached through [`Adapter`], buffer memory through [`Allocator`].
 //!
-//! Planned (see the README's status); it depends only on [`crate::guard`] and `crate::device`.
+//! Guarantees:
+//! * Every client input gets an errno, never a panic, and cannot reach another file's dumb buffers
+//!   or destroy another file's framebuffers.
+//! * After the device is unplugged, calls that need it fail with ENODEV, except what keeps today's
+//!   consumers alive: GET_CONNECTOR answers from the last known state with status "disconnected",
+//!   DIRTYFB is accepted and dropped, and releasing calls (DESTROY_DUMB, RM_FB, CLOSE_FB) still
+//!   free memory. Closing a file always runs its whole teardown, without touching the device.
+
+pub mod codec;
+mod ioctls;
+mod props;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::device::Adapter;
+
+/// Object ids, numbered as the reference driver numbers them for one display: properties 1–17,
+/// then plane, CRTC, encoder, connector. Framebuffers and blobs are numbered after them.
+pub mod ids {
+    /// The primary plane.
+    pub const PLANE: u32 = 18;
+    /// The CRTC.
+    pub const CRTC: u32 = 19;
+    /// The encoder.
+    pub const ENCODER: u32 = 20;
+    /// The connector.
+    pub const CONNECTOR: u32 = 21;
+    /// The first id handed to framebuffers and blobs.
+    pub const FIRST_DYNAMIC: u32 = 22;
+}
+
+/// `MAP_DUMB` offsets: one 256 MiB window per handle, as the reference lays them out.
+pub const DUMB_WINDOW: u64 = 0x1000_0000;
+/// Page size for buffer memory.
+pub const PAGE: usize = 4096;
+/// At most this many bytes of dumb buffers per open file, so one client cannot exhaust memory.
+pub const MAX_DUMB_BYTES_PER_FILE: usize = 1 << 30;
+/// At most this many dumb buffers per open file.
+pub const MAX_DUMB_BUFFERS_PER_FILE: usize = 256;
+
+/// Memory that backs a dumb buffer: page-aligned, page-rounded, its own mapping, never reused.
+pub trait BufferMemory: Send + Sync {
+    /// Address of the first byte in the driver's address space (what `mmap_prep` returns).
+    fn address(&self) -> usize;
+    /// Length in bytes (a whole number of pages).
+    fn len(&self) -> usize;
+    /// Whether the buffer is empty (never, for a real buffer).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bytes, for scanout copies. Clients write them concurrently through their mappings; a
+    /// copy may see a frame half drawn, as a real scanout would.
+    fn bytes(&self) -> &[u8];
+}
+
+/// Makes buffer memory (platform code: anonymous mappings on Linux, `fmap` on Redox).
+pub trait Allocator: Send + Sync {
+    /// A zeroed buffer of `len` bytes (a multiple of [`PAGE`]); ENOMEM if none can be had.
+    fn allocate(&self, len: usize) -> syscall::error::Result<Arc<dyn BufferMemory>>;
+}
+
+/// Identifies an open file of the display scheme within one device object.
+pub type FileId = u64;
+
+/// A dumb buffer: plain memory a client draws into and a framebuffer wraps.
+struct DumbBuffer {
+    memory: Arc<dyn BufferMemory>,
+}
+
+/// Pixel formats displayd scans out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Xrgb8888,
+    Argb8888,
+}
+
+impl Format {
+    const XRGB8888: u32 = 0x3432_5258;
+    const ARGB8888: u32 = 0x3432_5241;
+
+    fn from_fourcc(fourcc: u32) -> Option<Format> {
+        match fourcc {
+            Format::XRGB8888 => Some(Format::Xrgb8888),
+            Format::ARGB8888 => Some(Format::Argb8888),
+            _ => None,
+        }
+    }
+
+    fn fourcc(self) -> u32 {
+        match self {
+            Format::Xrgb8888 => Format::XRGB8888,
+            Format::Argb8888 => Format::ARGB8888,
+        }
+    }
+
+    fn depth(self) -> u32 {
+        match self {
+            Format::Xrgb8888 => 24,
+            Format::Argb8888 => 32,
+        }
+    }
+}
+
+struct Framebuffer {
+    owner: FileId,
+    buffer: Arc<DumbBuffer>,
+    width: u32,
+    height: u32,
+    pitch: u32,
+    /// Byte offset of the first pixel in the buffer.
+    offset: usize,
+    format: Format,
+    /// CLOSE_FB was called: it lives only while a plane still shows it.
+    closed: bool,
+}
+
+/// What the primary plane shows on one VT: a framebuffer region at a screen position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Plane {
+    fb: Option<u32>,
+    src_x: u32,
+    src_y: u32,
+    crtc_x: u32,
+    crtc_y: u32,
+    width: u32,
+    height: u32,
+}
+
+/// One VT's display configuration, replayed to the hardware when the VT becomes active.
+#[derive(Clone, Debug, Default)]
+struct Vt {
+    /// The CRTC's mode (visible size), if it is on.
+    mode: Option<crate::device::edid::Mode>,
+    plane: Plane,
+    /// Whether the connector is driven by the CRTC.
+    connector_attached: bool,
+    dpms: u32,
+}
+
+struct File {
+    vt: usize,
+    /// Handle → buffer, and the bytes it was charged against the file's allowance (0 for handles
+    /// that re-open a framebuffer's buffer).
+    dumb: BTreeMap<u32, (Arc<DumbBuffer>, usize)>,
+    next_handle: u32,
+    dumb_bytes: usize,
+    unique_set: bool,
+}
+
+struct State {
+    next_id: u32,
+    edid_blob: Option<u32>,
+    framebuffers: BTreeMap<u32, Framebuffer>,
+    vts: BTreeMap<usize, Vt>,
+    active_vt: Option<usize>,
+    files: BTreeMap<FileId, File>,
+    next_file: FileId,
+}
+
+/// The KMS state of one device object.
+///
+/// # Invariants
+///
+/// * Every framebuffer a VT plane names exists in `framebuffers`.
+/// * Every dumb handle of a file is below that file's `next_handle`; handles are never reused.
+pub struct Kms {
+    adapter: Arc<dyn Adapter>,
+    /// What GET_UNIQUE reports, e.g. `pci:0000:00:02.0`.
+    unique: String,
+    allocator: Arc<dyn Allocator>,
+    state: Mutex<State>,
+}
+
+impl Kms {
+    /// KMS state for a freshly probed device; `unique` names it for GET_UNIQUE (`pci:<address>`).
+    pub fn new(adapter: Arc<dyn Adapter>, allocator: Arc<dyn Allocator>, unique: String) -> Kms {
+        let mut next_id = ids::FIRST_DYNAMIC;
+        let edid_blob = adapter.edid().map(|_| {
+            next_id += 1;
+            next_id - 1
+        });
+        Kms {
+            adapter,
+            unique,
+            allocator,
+            state: Mutex::new(State {
+                next_id,
+                edid_blob,
+                framebuffers: BTreeMap::new(),
+                vts: BTreeMap::new(),
+                active_vt: None,
+                files: BTreeMap::new(),
+                next_file: 1,
+            }),
+        }
+    }
+
+    /// The adapter behind this state.
+    pub fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.adapter
+    }
+
+    /// Opens a file bound to `vt`.
+    pub fn open(&self, vt: usize) -> FileId {
+        let mut state = self.lock();
+        let id = state.next_file;
+        state.next_file += 1;
+        state.vts.entry(vt).or_default();
+        state
+            .files
+            .insert(id, File { vt, dumb: BTreeMap::new(), next_handle: 1, dumb_bytes: 0, unique_set: false });
+        id
+    }
+
+    /// The VT a file is bound to.
+    pub fn vt_of(&self, file: FileId) -> Option<usize> {
+        self.lock().files.get(&file).map(|f| f.vt)
+    }
+
+    /// The whole per-file teardown: its dumb buffers and framebuffers go, and a VT that showed one
+    /// of them shows nothing. Never touches the device once it is unplugged.
+    pub fn close(&self, file: FileId) {
+        let mut state = self.lock();
+        if state.files.remove(&file).is_none() {
+            return;
+        }
+        let owned: Vec<u32> =
+            state.framebuffers.iter().filter(|(_, fb)| fb.owner == file).map(|(&id, _)| id).collect();
+        for fb in owned {
+            self.remove_framebuffer(&mut state, fb);
+        }
+    }
+
+    /// Makes `vt` the one on screen and replays its saved state to the hardware.
+    pub fn activate(&self, vt: usize) {
+        let mut state = self.lock();
+        state.active_vt = Some(vt);
+        state.vts.entry(vt).or_default();
+        if let Err(error) = self.replay(&state, vt) {
+            log::warn!("kms: replaying VT {vt} failed: {error}");
+        }
+    }
+
+    /// The VT on screen, if any.
+    pub fn active_vt(&self) -> Option<usize> {
+        self.lock().active_vt
+    }
+
+    /// How many framebuffers and dumb buffers are alive (for leak checks).
+    pub fn live_objects(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.framebuffers.len(), state.files.values().map(|f| f.dumb.len()).sum())
+    }
+
+    /// The memory behind a file's `MAP_DUMB` offset, and the byte offset within it, for `mmap_prep`:
+    /// only the file's own buffers, only inside them.
+    pub fn lend(
+        &self,
+        file: FileId,
+        offset: u64,
+        len: usize,
+    ) -> syscall::error::Result<(Arc<dyn BufferMemory>, usize)> {
+        use syscall::error::{Error, EINVAL, ENODEV, ENOENT};
+        if self.adapter.is_unplugged() {
+            return Err(Error::new(ENODEV));
+        }
+        let state = self.lock();
+        let handle = u32::try_from(offset / DUMB_WINDOW).map_err(|_| Error::new(ENOENT))?;
+        let within = (offset % DUMB_WINDOW) as usize;
+        let (buffer, _) =
+            state.files.get(&file).and_then(|f| f.dumb.get(&handle)).ok_or(Error::new(ENOENT))?;
+        let fits = within.checked_add(len).is_some_and(|end| end <= buffer.memory.len());
+        if !within.is_multiple_of(PAGE) || len == 0 || !fits {
+            return Err(Error::new(EINVAL));
+        }
+        Ok((Arc::clone(&buffer.memory), within))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn allocate_id(state: &mut State) -> u32 {
+        let id = state.next_id;
+        state.next_id += 1;
+        id
+    }
+
+    /// Removes a framebuffer and takes it off every VT's plane; the active VT then shows nothing.
+    fn remove_framebuffer(&self, state: &mut State, fb: u32) {
+        state.framebuffers.remove(&fb);
+        let active = state.active_vt;
+        let mut active_lost_plane = false;
+        for (&vt, saved) in state.vts.iter_mut() {
+            if saved.plane.fb == Some(fb) {
+                saved.plane.fb = None;
+                active_lost_plane |= Some(vt) == active;
+            }
+        }
+        if active_lost_plane && !self.adapter.is_unplugged() {
+            let _ = self.adapter.disable();
+        }
+    }
+
+    /// Puts a VT's saved configuration on the screen.
+    fn replay(&self, state: &State, vt: usize) -> Result<(), crate::device::bochs::DeviceError> {
+        let saved = &state.vts[&vt];
+        match (saved.mode, saved.plane.fb.and_then(|fb| state.framebuffers.get(&fb))) {
+            (Some(mode), Some(fb)) => {
+                self.adapter.set_mode(mode.hdisplay, mode.vdisplay)?;
+                self.present(fb, &saved.plane, full(fb))?;
+                self.adapter.blank(saved.dpms != 0)
+            }
+            _ => self.adapter.disable(),
+        }
+    }
+
+    /// Copies the part of `damage` (framebuffer coordinates) that the plane shows to the screen.
+    fn present(
+        &self,
+        fb: &Framebuffer,
+        plane: &Plane,
+        damage: crate::device::bochs::Rect,
+    ) -> Result<(), crate::device::bochs::DeviceError> {
+        use crate::device::bochs::{Rect, Source};
+        let left = damage.x.max(plane.src_x);
+        let top = damage.y.max(plane.src_y);
+        let right = (damage.x + damage.width).min(plane.src_x + plane.width);
+        let bottom = (damage.y + damage.height).min(plane.src_y + plane.height);
+        if left >= right || top >= bottom {
+            return Ok(());
+        }
+        let bytes = &fb.buffer.memory.bytes()[fb.offset..];
+        let src = Source { bytes, pitch: fb.pitch as usize, x: left, y: top };
+        let dst = Rect {
+            x: plane.crtc_x + (left - plane.src_x),
+            y: plane.crtc_y + (top - plane.src_y),
+            width: right - left,
+            height: bottom - top,
+        };
+        self.adapter.blit(src, dst)
+    }
+}
+
+/// The whole of a framebuffer, as a damage rectangle.
+fn full(fb: &Framebuffer) -> crate::device::bochs::Rect {
+    crate::device::bochs::Rect { x: 0, y: 0, width: fb.width, height: fb.height }
+}

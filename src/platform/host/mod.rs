@@ -12,6 +12,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+pub mod consumers;
+pub mod drm;
+pub mod kernel;
+pub mod memory;
+
 use crate::device::bochs::{Bochs, DeviceError, Hardware, Health, Options, PciId, Rect, Removal};
 use crate::device::emulated::{Config, EmulatedDevice, Image, YankedReads};
 use crate::guard::Releases;
@@ -250,6 +255,26 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
 /// What a monitor shows without a signal.
 fn no_signal() -> Image {
     Image { width: 640, height: 400, rgb: vec![0; 640 * 400 * 3] }
+}
+
+/// Plugs the emulated device in `slot` into the display scheme as device object `instance`: maps
+/// its BARs, probes it, builds its KMS state, and binds it for new opens. `on_release` runs when
+/// the device object's last reference goes.
+pub fn plug(
+    kernel: &kernel::Kernel,
+    slot: &EmulatedDevice,
+    instance: u32,
+    on_release: impl FnOnce() + Send + 'static,
+) -> Result<Arc<crate::scheme::DeviceObject>, DeviceError> {
+    let releases = Releases::new();
+    releases.add("device object", on_release);
+    let (vram, mmio) = slot.map_bars();
+    let bochs = Bochs::probe(BOCHS_DISPLAY_PCI, Hardware { mmio, vram }, Options::default())?;
+    let kms =
+        crate::kms::Kms::new(Arc::new(bochs), Arc::new(memory::HostAllocator), "pci:0000:00:02.0".into());
+    let device = crate::scheme::DeviceObject::new(kms, instance, releases);
+    kernel.scheme().bind(Arc::clone(&device));
+    Ok(device)
 }
 
 #[cfg(test)]

@@ -1,0 +1,104 @@
+//! Page-aligned anonymous memory for Linux hosts: the emulated device's VRAM and dumb buffers.
+//!
+//! Guarantees: the mapping is private to this process, zero-filled, a whole number of pages, never
+//! reused for anything else, and unmapped exactly once when dropped. [`AnonymousMapping::revoke`]
+//! makes every later access fault (how the emulated device "removes" its VRAM).
+
+use std::ptr::NonNull;
+
+/// An anonymous mapping.
+///
+/// # Invariants
+///
+/// * `base..base + len` is mapped from creation until drop (readable and writable until revoked).
+pub struct AnonymousMapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain process memory; all access goes through raw copies whose ordering is
+// the driver's protocol, and revocation is an `mprotect`, which is thread-safe.
+unsafe impl Send for AnonymousMapping {}
+// SAFETY: as above.
+unsafe impl Sync for AnonymousMapping {}
+
+impl AnonymousMapping {
+    /// Maps `len` bytes (rounded up to pages); `prefault` touches every page now.
+    pub fn new(len: usize, prefault: bool) -> std::io::Result<Self> {
+        let len = len.div_ceil(4096).max(1) * 4096;
+        let populate = if prefault { libc::MAP_POPULATE } else { 0 };
+        // SAFETY: a fresh private anonymous mapping aliases nothing; the result is checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | populate,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let base = NonNull::new(base.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))?;
+        Ok(AnonymousMapping { base, len })
+    }
+
+    /// The first byte.
+    pub fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Length in bytes (whole pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: a mapping has at least one page.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes every later access fault.
+    pub fn revoke(&self) {
+        // SAFETY: the range is this mapping's own; PROT_NONE only changes its permissions.
+        let rc = unsafe { libc::mprotect(self.base.as_ptr().cast(), self.len, libc::PROT_NONE) };
+        assert_eq!(rc, 0, "mprotect(PROT_NONE) failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Copies bytes out; `false` (copying nothing) if out of bounds. Callers must not read a revoked
+    /// mapping (it faults, by design).
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
+        if !offset.checked_add(dst.len()).is_some_and(|end| end <= self.len) {
+            return false;
+        }
+        // SAFETY: in bounds (checked above). Concurrent writers at worst tear what is copied.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+
+    /// Copies bytes in; `false` (copying nothing) if out of bounds.
+    pub fn write(&self, offset: usize, src: &[u8]) -> bool {
+        if !offset.checked_add(src.len()).is_some_and(|end| end <= self.len) {
+            return false;
+        }
+        // SAFETY: in bounds (checked above); `src` is ordinary memory distinct from the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len()) };
+        true
+    }
+
+    /// The whole mapping as a slice, for scanout copies out of a dumb buffer. Clients write it
+    /// concurrently through their own mappings, as on real hardware; a copy may see a frame half drawn.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: mapped and readable for the mapping's whole life (dumb buffers are never revoked).
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AnonymousMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping, once; nothing refers to it after drop.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}

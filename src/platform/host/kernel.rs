@@ -1,0 +1,175 @@
+//! An in-process stand-in for the Redox kernel between clients and the display scheme.
+//!
+//! It calls the scheme's real redox-scheme `SchemeSync` methods with real `CallerCtx` values, the
+//! way the kernel's scheme dispatch would: `openat` on the root, `call` with the exact payload and
+//! `metadata = [nr, 0, 0]`, `mmap_prep` for a mapping (keeping the lent memory referenced for as
+//! long as the mapping lives, as the kernel keeps the frames), `munmap` when it goes, and `on_close`
+//! only once the file and every mapping of it are gone.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult, Request, RequestKind};
+use syscall::error::{Error, Result, EINVAL};
+use syscall::flag::{MapFlags, MunmapFlags};
+
+use crate::kms::BufferMemory;
+use crate::scheme::DisplayScheme;
+
+/// The kernel side: the scheme and its root handle.
+#[derive(Clone)]
+pub struct Kernel {
+    scheme: Arc<Mutex<DisplayScheme>>,
+    root: usize,
+}
+
+/// The context a request from user `uid` carries.
+pub fn caller(uid: u32) -> CallerCtx {
+    let RequestKind::Call(call) = Request::default().kind() else {
+        unreachable!("an empty request is a call")
+    };
+    let mut ctx = call.caller();
+    ctx.uid = uid;
+    ctx.gid = uid;
+    ctx.pid = 1;
+    ctx
+}
+
+impl Kernel {
+    /// Registers `scheme` (takes its root handle).
+    pub fn new(mut scheme: DisplayScheme) -> Result<Kernel> {
+        let root = scheme.scheme_root()?;
+        Ok(Kernel { scheme: Arc::new(Mutex::new(scheme)), root })
+    }
+
+    /// The scheme, for the driver side (bind, unplug, activate).
+    pub fn scheme(&self) -> MutexGuard<'_, DisplayScheme> {
+        self.scheme.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens `path` under the scheme as user `uid`.
+    pub fn open(&self, path: &str, uid: u32) -> Result<Fd> {
+        let opened = self.scheme().openat(self.root, path, 0, 0, &caller(uid))?;
+        match opened {
+            OpenResult::ThisScheme { number, .. } => {
+                Ok(Fd(Arc::new(OpenFile { kernel: self.clone(), id: number, uid })))
+            }
+            _ => Err(Error::new(EINVAL)),
+        }
+    }
+}
+
+/// An open file description; `on_close` reaches the scheme when its last reference (the fd or a
+/// mapping) goes.
+struct OpenFile {
+    kernel: Kernel,
+    id: usize,
+    uid: u32,
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        self.kernel.scheme().on_close(self.id);
+    }
+}
+
+/// A client's file descriptor. Dropping it closes it (once no mapping is left).
+pub struct Fd(Arc<OpenFile>);
+
+impl Fd {
+    /// `ioctl`: a `call` with metadata `[nr, 0, 0]`, the payload edited in place.
+    pub fn call(&self, nr: u64, payload: &mut [u8]) -> Result<usize> {
+        self.0.kernel.scheme().call(self.0.id, payload, &[nr, 0, 0], &caller(self.0.uid))
+    }
+
+    /// `fpath`.
+    pub fn path(&self) -> Result<String> {
+        let mut buf = [0u8; 256];
+        let len = self.0.kernel.scheme().fpath(self.0.id, &mut buf, &caller(self.0.uid))?;
+        Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    /// `fstat`'s `st_dev`.
+    pub fn st_dev(&self) -> Result<u64> {
+        let mut stat = syscall::Stat::default();
+        self.0.kernel.scheme().fstat(self.0.id, &mut stat, &caller(self.0.uid))?;
+        Ok(stat.st_dev)
+    }
+
+    /// `read`.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.0.kernel.scheme().read(self.0.id, buf, 0, 0, &caller(self.0.uid))
+    }
+
+    /// `write`.
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.0.kernel.scheme().write(self.0.id, buf, 0, 0, &caller(self.0.uid))
+    }
+
+    /// `mmap(MAP_SHARED)` of `len` bytes at `offset`: the scheme's `mmap_prep` picks the memory.
+    pub fn mmap(&self, offset: u64, len: usize) -> Result<Mapping> {
+        let mut scheme = self.0.kernel.scheme();
+        let address = scheme.mmap_prep(self.0.id, offset, len, MapFlags::MAP_SHARED, &caller(self.0.uid))?;
+        if address % crate::kms::PAGE != 0 {
+            return Err(Error::new(EINVAL)); // the kernel refuses an unaligned answer
+        }
+        let (memory, within) = scheme.lend(self.0.id, offset, len)?;
+        debug_assert_eq!(memory.address() + within, address);
+        Ok(Mapping { file: Arc::clone(&self.0), memory, within, offset, len })
+    }
+}
+
+/// A client's mapping of a dumb buffer. It keeps the memory alive (as the kernel keeps the frames)
+/// and the file open; dropping it sends `munmap`.
+pub struct Mapping {
+    file: Arc<OpenFile>,
+    memory: Arc<dyn BufferMemory>,
+    within: usize,
+    offset: u64,
+    len: usize,
+}
+
+impl Mapping {
+    /// Writes pixels into the mapping (what a client's stores do); `false` if out of bounds.
+    pub fn write(&self, at: usize, data: &[u8]) -> bool {
+        let fits = at.checked_add(data.len()).is_some_and(|end| end <= self.len);
+        fits && self.write_unchecked(self.within + at, data)
+    }
+
+    /// Reads the mapping back.
+    pub fn read(&self, at: usize, len: usize) -> Option<Vec<u8>> {
+        let end = at.checked_add(len).filter(|&end| end <= self.len)?;
+        Some(self.memory.bytes()[self.within + at..self.within + end].to_vec())
+    }
+
+    /// Bytes in the mapping.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: mmap refuses zero lengths).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn write_unchecked(&self, at: usize, data: &[u8]) -> bool {
+        let base = self.memory.address() as *mut u8;
+        // SAFETY: `at + data.len()` is inside the lent memory (checked by the caller against the
+        // mapping, which `lend` checked against the buffer), which `self.memory` keeps mapped.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(at), data.len()) };
+        true
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        let file = &self.file;
+        let _ = file.kernel.scheme().munmap(
+            file.id,
+            self.offset,
+            self.len,
+            MunmapFlags::empty(),
+            &caller(file.uid),
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Random client input never panics the driver: random ioctl numbers, payload sizes and bytes (with
+//! real object ids and handles mixed in), mmaps and VT switches, across an unplug. Every call is
+//! answered with a value or an errno, and closing everything frees the device object.
+//! `PROPTEST_CASES` sets the number of cases (default 256).
+#![cfg(not(loom))]
+
+use std::sync::Arc;
+
+use displayd::device::bochs::Removal;
+use displayd::device::emulated::{Config, EmulatedDevice};
+use displayd::kms::codec::ioctl;
+use displayd::platform::host::kernel::Kernel;
+use displayd::platform::host::{drm, plug};
+use displayd::scheme::DisplayScheme;
+use proptest::prelude::*;
+
+const KNOWN: [u64; 31] = [
+    ioctl::VERSION,
+    ioctl::GET_UNIQUE,
+    ioctl::SET_VERSION,
+    ioctl::GET_CAP,
+    ioctl::SET_CLIENT_CAP,
+    ioctl::MODE_CARD_RES,
+    ioctl::GET_CRTC,
+    ioctl::SET_CRTC,
+    ioctl::CURSOR,
+    ioctl::GET_ENCODER,
+    ioctl::GET_CONNECTOR,
+    ioctl::GET_PROPERTY,
+    ioctl::SET_PROPERTY,
+    ioctl::GET_PROP_BLOB,
+    ioctl::GET_FB,
+    ioctl::ADD_FB,
+    ioctl::RM_FB,
+    ioctl::PAGE_FLIP,
+    ioctl::DIRTYFB,
+    ioctl::CREATE_DUMB,
+    ioctl::MAP_DUMB,
+    ioctl::DESTROY_DUMB,
+    ioctl::GET_PLANE_RES,
+    ioctl::GET_PLANE,
+    ioctl::SET_PLANE,
+    ioctl::ADD_FB2,
+    ioctl::OBJ_GET_PROPERTIES,
+    ioctl::CURSOR2,
+    ioctl::GET_FB2,
+    ioctl::CLOSE_FB,
+    0x42,
+];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Call { client: usize, nr: u64, payload: Vec<u8>, plant: Vec<(usize, u32)>, exact_size: bool },
+    Mmap { client: usize, handle: u64, len: usize },
+    DropMappings,
+    Activate(usize),
+    Unplug,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0..2usize, prop::sample::select(&KNOWN[..]), prop::collection::vec(any::<u8>(), 0..160),
+              prop::collection::vec((0..40usize, prop_oneof![Just(0u32), 1..6u32, 17..30u32, Just(0x3432_5258), any::<u32>()]), 0..6),
+              any::<bool>())
+            .prop_map(|(client, nr, payload, plant, exact_size)| Op::Call { client, nr, payload, plant, exact_size }),
+        2 => (0..2usize, 0..6u64, prop_oneof![Just(4096usize), 1..20000usize]).prop_map(|(client, handle, len)| Op::Mmap { client, handle, len }),
+        1 => Just(Op::DropMappings),
+        1 => (1..5usize).prop_map(Op::Activate),
+        1 => Just(Op::Unplug),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)))]
+
+    #[test]
+    fn random_client_input_never_panics_and_the_last_close_frees_everything(ops in prop::collection::vec(op(), 1..60)) {
+        let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
+        let slot = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
+        let device = plug(&kernel, &slot, 1, || {}).unwrap();
+        let weak = Arc::downgrade(&device);
+        drop(device);
+        let clients = [kernel.open("v2/2", 1000).unwrap(), kernel.open("v2/3", 1001).unwrap()];
+        // Give each client something real to point at.
+        for fd in &clients {
+            if let Ok(dumb) = drm::create_dumb(fd, 64, 64) {
+                let _ = drm::add_fb(fd, 64, 64, dumb.pitch, 24, dumb.handle);
+            }
+        }
+        let mut mappings = Vec::new();
+        for op in ops {
+            match op {
+                Op::Call { client, nr, mut payload, plant, exact_size } => {
+                    if exact_size {
+                        if let Some(layout) = ioctl::layout(nr) {
+                            payload.resize(layout.fixed, 0);
+                        }
+                    }
+                    for (at, value) in plant {
+                        if at + 4 <= payload.len() {
+                            payload[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                        }
+                    }
+                    let _answered = clients[client].call(nr, &mut payload);
+                }
+                Op::Mmap { client, handle, len } => {
+                    if let Ok(mapping) = clients[client].mmap(handle * 0x1000_0000, len) {
+                        prop_assert!(mapping.write(0, &[0xaa; 16][..len.min(16)]));
+                        mappings.push(mapping);
+                    }
+                }
+                Op::DropMappings => mappings.clear(),
+                Op::Activate(vt) => kernel.scheme().activate(vt),
+                Op::Unplug => {
+                    kernel.scheme().unplug(Removal::Orderly);
+                    slot.remove(); // any later hardware access aborts the test
+                }
+            }
+        }
+        drop(clients);
+        let bound = kernel.scheme().device().is_some();
+        prop_assert_eq!(weak.upgrade().is_some(), bound || !mappings.is_empty(), "alive exactly while bound or mapped");
+        drop(mappings);
+        kernel.scheme().unplug(Removal::Surprise);
+        prop_assert!(weak.upgrade().is_none(), "the device object outlived every handle");
+    }
+}

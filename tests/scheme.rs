@@ -1,0 +1,257 @@
+//! The display scheme end to end: Orbital's and fbcond's exact call sequences through the real
+//! `SchemeSync` glue into the emulated device's VRAM, VT switching, handles that outlive the device,
+//! the control path, ownership rules, and the reference driver's panics turned into errnos.
+#![cfg(not(loom))]
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+
+use displayd::device::emulated::{Config, EmulatedDevice};
+use displayd::kms::codec::ioctl;
+use displayd::platform::host::consumers::{Consumer, ConsumerDisplay};
+use displayd::platform::host::drm;
+use displayd::platform::host::kernel::Kernel;
+use displayd::platform::host::plug;
+use displayd::scheme::{DeviceObject, DisplayScheme, DRM_DEVICE};
+use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, ENXIO};
+
+struct Rig {
+    kernel: Kernel,
+    slot: EmulatedDevice,
+    device: Arc<DeviceObject>,
+    released: Arc<AtomicBool>,
+}
+
+fn rig() -> Rig {
+    let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
+    let (slot, device, released) = replug(&kernel, 1);
+    Rig { kernel, slot, device, released }
+}
+
+fn replug(kernel: &Kernel, instance: u32) -> (EmulatedDevice, Arc<DeviceObject>, Arc<AtomicBool>) {
+    let slot = EmulatedDevice::new(Config::default()).unwrap();
+    let released = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&released);
+    let device = plug(kernel, &slot, instance, move || flag.store(true, SeqCst)).unwrap();
+    (slot, device, released)
+}
+
+fn solid(w: u32, h: u32, [r, g, b]: [u8; 3]) -> Vec<u8> {
+    [b, g, r, 0].repeat((w * h) as usize)
+}
+
+fn errno<T>(result: syscall::error::Result<T>) -> i32 {
+    match result {
+        Ok(_) => panic!("expected an error, the call succeeded"),
+        Err(error) => error.errno,
+    }
+}
+
+#[test]
+fn orbital_starts_on_its_vt_and_its_frames_reach_the_screen_once_active() {
+    let rig = rig();
+    let mut orbital = ConsumerDisplay::start(&rig.kernel, Consumer::Orbital, 3).unwrap();
+    assert_eq!(orbital.size(), (1280, 800), "the EDID's preferred mode");
+    assert!(rig.slot.scanout().is_none(), "VT 3 is not active yet: nothing reaches the screen");
+    orbital.frame((0, 0, 1280, 800), &solid(1280, 800, [10, 20, 30])).unwrap();
+    rig.kernel.scheme().activate(3); // inputd -A 3
+    let screen = rig.slot.scanout().expect("activation replays VT 3");
+    assert_eq!((screen.width, screen.height), (1280, 800));
+    assert_eq!(screen.pixel(640, 400), [10, 20, 30]);
+    orbital.frame((100, 50, 64, 32), &solid(64, 32, [200, 0, 0])).unwrap();
+    let screen = rig.slot.scanout().unwrap();
+    assert_eq!(screen.pixel(100, 50), [200, 0, 0]);
+    assert_eq!(screen.pixel(163, 81), [200, 0, 0]);
+    assert_eq!(screen.pixel(164, 81), [10, 20, 30]);
+    assert_eq!(orbital.logged_errors, 0);
+}
+
+#[test]
+fn switching_vts_replays_each_consumers_screen() {
+    let rig = rig();
+    let mut fbcond = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
+    rig.kernel.scheme().activate(2);
+    fbcond.frame((0, 0, 1280, 800), &solid(1280, 800, [0, 0, 90])).unwrap();
+    let mut orbital = ConsumerDisplay::start(&rig.kernel, Consumer::Orbital, 3).unwrap();
+    orbital.frame((0, 0, 1280, 800), &solid(1280, 800, [0, 90, 0])).unwrap();
+    assert_eq!(rig.slot.scanout().unwrap().pixel(5, 5), [0, 0, 90], "VT 3 drew off screen");
+    rig.kernel.scheme().activate(3);
+    assert_eq!(rig.slot.scanout().unwrap().pixel(5, 5), [0, 90, 0]);
+    rig.kernel.scheme().activate(2);
+    assert_eq!(rig.slot.scanout().unwrap().pixel(5, 5), [0, 0, 90]);
+}
+
+#[test]
+fn after_an_orderly_unplug_consumers_keep_running_and_nothing_touches_the_device() {
+    let rig = rig();
+    let mut orbital = ConsumerDisplay::start(&rig.kernel, Consumer::Orbital, 3).unwrap();
+    let mut fbcond = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
+    rig.kernel.scheme().activate(3);
+    let control = rig.kernel.open("control", 0).unwrap();
+    assert_eq!(control.write(b"unplug\n").unwrap(), 7);
+    rig.slot.remove(); // from here any hardware access aborts the test process
+    let frame = solid(64, 64, [1, 2, 3]);
+    for _ in 0..3 {
+        orbital.frame((0, 0, 64, 64), &frame).expect("Orbital would not panic");
+        fbcond.frame((0, 0, 64, 64), &frame).expect("fbcond would not panic");
+    }
+    assert_eq!(orbital.logged_errors, 0, "DIRTYFB is accepted and dropped");
+    let connector = drm::get_connector(orbital.fd(), 21, false).unwrap();
+    assert_eq!(connector.connection, 2, "disconnected");
+    assert_eq!(connector.size(0), Some((1280, 800)), "the last known modes");
+    assert_eq!(errno(drm::create_dumb(orbital.fd(), 64, 64)), ENODEV);
+    assert_eq!(errno(drm::set_crtc(orbital.fd(), 19, 0, &[], None)), ENODEV);
+    assert_eq!(errno(rig.kernel.open("v2/4", 0)), ENODEV, "no device to bind new opens to");
+    let mut status = [0u8; 64];
+    let len = control.read(&mut status).unwrap();
+    assert_eq!(&status[..len], b"no device, 2 display handles\n");
+
+    let weak = Arc::downgrade(&rig.device);
+    drop(rig.device);
+    drop(orbital);
+    assert!(weak.upgrade().is_some(), "fbcond's handle still holds the device object");
+    assert!(!rig.released.load(SeqCst));
+    drop(fbcond);
+    assert!(weak.upgrade().is_none(), "the last close freed the device object");
+    assert!(rig.released.load(SeqCst), "its managed releases ran");
+}
+
+#[test]
+fn a_replugged_device_serves_new_opens_while_old_handles_stay_on_the_old_one() {
+    let rig = rig();
+    let mut old = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
+    rig.kernel.scheme().activate(2);
+    rig.kernel.scheme().unplug(displayd::device::bochs::Removal::Surprise);
+    rig.slot.remove();
+    let (new_slot, new_device, _) = replug(&rig.kernel, 2);
+    rig.kernel.scheme().activate(2);
+    let mut fresh = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
+    fresh.frame((0, 0, 1280, 800), &solid(1280, 800, [7, 77, 177])).unwrap();
+    assert_eq!(new_slot.scanout().unwrap().pixel(9, 9), [7, 77, 177]);
+    old.frame((0, 0, 8, 8), &solid(8, 8, [255, 0, 0])).expect("the old handle is still served");
+    assert_eq!(
+        new_slot.scanout().unwrap().pixel(0, 0),
+        [7, 77, 177],
+        "old clients never reach the new device"
+    );
+    assert_eq!(drm::get_connector(old.fd(), 21, false).unwrap().connection, 2);
+    assert_eq!(drm::get_connector(fresh.fd(), 21, false).unwrap().connection, 1);
+    drop(old);
+    assert!(Arc::strong_count(&new_device) >= 2, "the new device is untouched by the old close");
+}
+
+#[test]
+fn the_control_path_is_root_only_and_says_what_it_does() {
+    let rig = rig();
+    assert_eq!(errno(rig.kernel.open("control", 1000)), EACCES);
+    let control = rig.kernel.open("control", 0).unwrap();
+    let mut status = [0u8; 64];
+    let len = control.read(&mut status).unwrap();
+    assert_eq!(&status[..len], b"device 1 present, 0 display handles, active vt none\n");
+    assert_eq!(errno(control.write(b"reboot")), EINVAL);
+    assert_eq!(errno(control.call(ioctl::VERSION, &mut [0; 40])), EINVAL);
+    control.write(b"unplug").unwrap();
+    assert_eq!(errno(control.write(b"unplug")), ENODEV, "nothing left to unplug");
+}
+
+#[test]
+fn paths_fstat_and_fpath_follow_the_reference() {
+    let rig = rig();
+    assert_eq!(errno(rig.kernel.open("", 0)), EINVAL);
+    assert_eq!(errno(rig.kernel.open("v1/2", 0)), ENOENT);
+    assert_eq!(errno(rig.kernel.open("v2/two", 0)), EINVAL);
+    assert_eq!(errno(rig.kernel.open("other", 0)), EINVAL);
+    let fd = rig.kernel.open("v2/5", 1000).unwrap();
+    assert_eq!(fd.path().unwrap(), "/scheme/display.bochs/v2/5");
+    assert_eq!(fd.st_dev().unwrap(), DRM_DEVICE);
+    assert_eq!(DRM_DEVICE, 0xe200);
+}
+
+#[test]
+fn the_reference_drivers_panics_are_errnos_here() {
+    let rig = rig();
+    let fd = rig.kernel.open("v2/3", 1000).unwrap();
+    // GET_CONNECTOR probing (count_modes 0) with a bad connector id.
+    let mut connector = [0u8; 48];
+    connector[16..20].copy_from_slice(&99u32.to_le_bytes());
+    assert_eq!(errno(fd.call(ioctl::GET_CONNECTOR, &mut connector)), ENOENT);
+    // GET_PLANE with a bad plane id.
+    let mut plane = [0u8; 24];
+    plane[..4].copy_from_slice(&7u32.to_le_bytes());
+    assert_eq!(errno(fd.call(ioctl::GET_PLANE, &mut plane)), ENOENT);
+    // A dumb buffer of 256 MiB or more (the reference asserts in MAP_DUMB).
+    assert_eq!(errno(drm::create_dumb(&fd, 16000, 4200)), EINVAL);
+    // mmap with an offset that names no buffer.
+    assert_eq!(errno(fd.mmap(5 * 0x1000_0000, 4096)), ENOENT);
+    // SET_PLANE with fb 0 on an inactive VT, then activating it.
+    let mut set_plane = [0u8; 48];
+    set_plane[..4].copy_from_slice(&18u32.to_le_bytes());
+    set_plane[4..8].copy_from_slice(&19u32.to_le_bytes());
+    fd.call(ioctl::SET_PLANE, &mut set_plane).unwrap();
+    rig.kernel.scheme().activate(3);
+    assert!(rig.slot.scanout().is_none(), "nothing to show, and no panic");
+    // GET_FB on every format the driver accepts (the reference panics on non-XRGB/ARGB).
+    let dumb = drm::create_dumb(&fd, 64, 64).unwrap();
+    let mut add_fb2 = [0u8; 104];
+    for (at, v) in [(4, 64u32), (8, 64), (12, 0x3432_5241), (20, dumb.handle), (36, dumb.pitch)] {
+        add_fb2[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fd.call(ioctl::ADD_FB2, &mut add_fb2).unwrap();
+    let mut get_fb = [0u8; 28];
+    get_fb[..4].copy_from_slice(&add_fb2[..4]);
+    fd.call(ioctl::GET_FB, &mut get_fb).unwrap();
+    assert_eq!(&get_fb[16..24], &[32, 0, 0, 0, 32, 0, 0, 0], "32 bpp, depth 32 for ARGB8888");
+    add_fb2[12..16].copy_from_slice(&0x3231_4752u32.to_le_bytes()); // RG12: not scanned out
+    assert_eq!(errno(fd.call(ioctl::ADD_FB2, &mut add_fb2)), EINVAL);
+    // Cursors: Bochs has none, as vesad answers.
+    assert_eq!(errno(fd.call(ioctl::CURSOR, &mut [0; 28])), ENXIO);
+    // An unknown ioctl and a payload of the wrong size.
+    assert_eq!(errno(fd.call(0x42, &mut [0; 8])), EINVAL);
+    assert_eq!(errno(fd.call(ioctl::GET_CAP, &mut [0; 15])), EINVAL);
+}
+
+#[test]
+fn clients_cannot_reach_each_others_buffers_or_destroy_each_others_framebuffers() {
+    let rig = rig();
+    let alice = rig.kernel.open("v2/3", 1000).unwrap();
+    let mallory = rig.kernel.open("v2/3", 1001).unwrap();
+    let dumb = drm::create_dumb(&alice, 64, 64).unwrap();
+    let offset = drm::map_dumb(&alice, dumb.handle).unwrap();
+    let fb = drm::add_fb(&alice, 64, 64, dumb.pitch, 24, dumb.handle).unwrap();
+    let secret = alice.mmap(offset, dumb.size as usize).unwrap();
+    assert!(secret.write(0, b"alice's pixels"));
+    assert_eq!(errno(mallory.mmap(offset, 4096)), ENOENT, "no mapping of another client's buffer");
+    assert_eq!(errno(drm::map_dumb(&mallory, dumb.handle)), ENOENT);
+    assert_eq!(errno(drm::destroy_dumb(&mallory, dumb.handle)), ENOENT);
+    assert_eq!(errno(drm::add_fb(&mallory, 64, 64, dumb.pitch, 24, dumb.handle)), ENOENT);
+    assert_eq!(errno(drm::rm_fb(&mallory, fb)), EACCES);
+    assert_eq!(errno(mallory.call(ioctl::CLOSE_FB, &mut [fb.to_le_bytes(), [0; 4]].concat())), EACCES);
+    let mut get_fb = [0u8; 28];
+    get_fb[..4].copy_from_slice(&fb.to_le_bytes());
+    mallory.call(ioctl::GET_FB, &mut get_fb).unwrap();
+    assert_eq!(&get_fb[24..28], &[0; 4], "no handle to another client's buffer");
+    assert_eq!(
+        drm::card_res(&mallory).unwrap().fbs,
+        Vec::<u32>::new(),
+        "only your own framebuffers are listed"
+    );
+    assert_eq!(secret.read(0, 14).unwrap(), b"alice's pixels");
+}
+
+#[test]
+fn closing_a_file_frees_its_buffers_and_framebuffers_and_its_mapping_outlives_destroy() {
+    let rig = rig();
+    let fd = rig.kernel.open("v2/3", 1000).unwrap();
+    let dumb = drm::create_dumb(&fd, 640, 480).unwrap();
+    let mapping = fd.mmap(drm::map_dumb(&fd, dumb.handle).unwrap(), dumb.size as usize).unwrap();
+    drm::add_fb(&fd, 640, 480, dumb.pitch, 24, dumb.handle).unwrap();
+    assert_eq!(rig.device.kms.live_objects(), (1, 1));
+    drm::destroy_dumb(&fd, dumb.handle).unwrap();
+    assert!(mapping.write(0, &[1, 2, 3, 4]), "the mapping is still valid memory");
+    assert_eq!(mapping.read(0, 4).unwrap(), [1, 2, 3, 4]);
+    drop(fd);
+    assert_eq!(rig.device.kms.live_objects(), (1, 0), "the mapping keeps the file open");
+    drop(mapping);
+    assert_eq!(rig.device.kms.live_objects(), (0, 0), "the last reference ran the teardown");
+    assert_eq!(rig.kernel.scheme().open_handles(), 1, "only the root handle is left");
+}

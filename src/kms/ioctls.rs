@@ -552,7 +552,7 @@ impl Call<'_> {
         let damage = if p.count(0) == 0 {
             Some(whole)
         } else {
-            let clips: Vec<Rect> = (0..p.count(0))
+            (0..p.count(0))
                 .filter_map(|i| {
                     let c = p.element(0, i);
                     let at = |j: usize| u32::from(u16::from_le_bytes([c[j], c[j + 1]]));
@@ -560,8 +560,7 @@ impl Call<'_> {
                     let (x2, y2) = (at(4).min(whole.width), at(6).min(whole.height));
                     (x1 < x2 && y1 < y2).then_some(Rect { x: x1, y: y1, width: x2 - x1, height: y2 - y1 })
                 })
-                .collect();
-            bounding_box(&clips)
+                .reduce(bounding_box)
         };
         let Some(active) = self.state.active_vt else { return Ok(()) };
         let plane = self.state.vts.get(&active).map(|vt| vt.plane).unwrap_or_default();
@@ -713,11 +712,10 @@ impl Call<'_> {
     }
 }
 
-/// The smallest rectangle holding every clip, or `None` if there is none.
-fn bounding_box(clips: &[Rect]) -> Option<Rect> {
-    let left = clips.iter().map(|c| c.x).min()?;
-    let top = clips.iter().map(|c| c.y).min()?;
-    let right = clips.iter().map(|c| c.x + c.width).max()?;
-    let bottom = clips.iter().map(|c| c.y + c.height).max()?;
-    Some(Rect { x: left, y: top, width: right - left, height: bottom - top })
+/// The smallest rectangle holding both.
+fn bounding_box(a: Rect, b: Rect) -> Rect {
+    let (left, top) = (a.x.min(b.x), a.y.min(b.y));
+    let right = (a.x + a.width).max(b.x + b.width);
+    let bottom = (a.y + a.height).max(b.y + b.height);
+    Rect { x: left, y: top, width: right - left, height: bottom - top }
 }

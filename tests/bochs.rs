@@ -298,3 +298,9 @@ fn the_scanout_saves_as_a_png_that_reads_back_the_same() {
     assert_eq!(image.pixel(63, 63), [200, 100, 50]);
     assert_eq!(image.pixel(64, 64), [10, 20, 30]);
 }
+
+#[test]
+fn a_device_whose_vram_holds_no_mode_is_refused_not_a_panic() {
+    let dev = device(Config { vram_bytes: 64 << 10, ..Config::default() });
+    assert_eq!(probe(&dev, BOCHS_DISPLAY, Options::default()).err(), Some(DeviceError::ModeRejected));
+}

@@ -255,3 +255,144 @@ fn closing_a_file_frees_its_buffers_and_framebuffers_and_its_mapping_outlives_de
     assert_eq!(rig.device.kms.live_objects(), (0, 0), "the last reference ran the teardown");
     assert_eq!(rig.kernel.scheme().open_handles(), 1, "only the root handle is left");
 }
+
+/// An fd on VT 3 (active) with a 640x480 mode set on a framebuffer of `colour`.
+fn shown(rig: &Rig, colour: [u8; 3]) -> (displayd::platform::host::kernel::Fd, u32, [u8; 68]) {
+    let fd = rig.kernel.open("v2/3", 1000).unwrap();
+    let connector = drm::get_connector(&fd, 21, true).unwrap();
+    let mode =
+        connector.modes[(0..connector.modes.len()).find(|&i| connector.size(i) == Some((800, 600))).unwrap()];
+    let fb = framebuffer(&fd, 800, 600, colour);
+    drm::set_crtc(&fd, 19, fb, &[21], Some(&mode)).unwrap();
+    rig.kernel.scheme().activate(3);
+    (fd, fb, mode)
+}
+
+/// A framebuffer of one colour.
+fn framebuffer(fd: &displayd::platform::host::kernel::Fd, w: u32, h: u32, colour: [u8; 3]) -> u32 {
+    let dumb = drm::create_dumb(fd, w, h).unwrap();
+    let mapping = fd.mmap(drm::map_dumb(fd, dumb.handle).unwrap(), dumb.size as usize).unwrap();
+    for row in 0..h {
+        mapping.write((row * dumb.pitch) as usize, &solid(w, 1, colour));
+    }
+    drm::add_fb(fd, w, h, dumb.pitch, 24, dumb.handle).unwrap()
+}
+
+fn fixed(pairs: &[(usize, u32)], len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    for &(at, v) in pairs {
+        p[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    p
+}
+
+#[test]
+fn page_flip_shows_the_new_framebuffer_without_tearing_and_close_fb_waits_for_the_plane() {
+    let rig = rig();
+    let (fd, first, _) = shown(&rig, [50, 0, 0]);
+    assert_eq!(rig.slot.scanout().unwrap().pixel(10, 10), [50, 0, 0]);
+    let second = framebuffer(&fd, 800, 600, [0, 60, 0]);
+    fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, second)], 24)).unwrap();
+    assert_eq!(rig.slot.scanout().unwrap().pixel(799, 599), [0, 60, 0]);
+    assert_eq!(rig.slot.dispi(displayd::device::regs::DISPI_Y_OFFSET), 600, "flipped to the back page");
+    fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, first)], 24)).unwrap();
+    assert_eq!(rig.slot.dispi(displayd::device::regs::DISPI_Y_OFFSET), 0, "and back");
+    assert_eq!(
+        errno(fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, second), (8, 1)], 24))),
+        EINVAL,
+        "no events"
+    );
+    // CLOSE_FB on the framebuffer being shown: it stays until the plane moves off it.
+    fd.call(ioctl::CLOSE_FB, &mut fixed(&[(0, first)], 8)).unwrap();
+    assert_eq!(rig.device.kms.live_objects().0, 2);
+    assert_eq!(errno(drm::dirty_fb(&fd, first, &[])), ENOENT, "a closed framebuffer is gone for clients");
+    let mut get = fixed(&[(0, first)], 28);
+    fd.call(ioctl::GET_FB, &mut get).unwrap();
+    fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, second)], 24)).unwrap();
+    assert_eq!(rig.device.kms.live_objects().0, 1, "destroyed once no plane shows it");
+}
+
+#[test]
+fn properties_the_edid_blob_and_version_calls_answer_like_the_reference() {
+    let rig = rig();
+    let (fd, _, _) = shown(&rig, [1, 1, 1]);
+    // OBJ_GET_PROPERTIES on the connector: [EDID, DPMS, TILE, CRTC_ID] and their values.
+    let mut props = fixed(&[(0, 4), (4, 21)], 12 + 16 + 32);
+    fd.call(ioctl::OBJ_GET_PROPERTIES, &mut props).unwrap();
+    assert_eq!(u32::from_le_bytes(props[8..12].try_into().unwrap()), 0xc0c0_c0c0);
+    assert_eq!(&props[12..28], &[2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0]);
+    let edid_blob = u32::from_le_bytes(props[28..32].try_into().unwrap());
+    assert_eq!(edid_blob, 22, "the EDID blob is the first dynamic id");
+    assert_eq!(u64::from_le_bytes(props[52..60].try_into().unwrap()), 19, "CRTC_ID: attached");
+    // GET_PROP_BLOB: probe the length, then fetch the EDID itself.
+    let mut probe = fixed(&[(0, edid_blob)], 8);
+    fd.call(ioctl::GET_PROP_BLOB, &mut probe).unwrap();
+    let length = u32::from_le_bytes(probe[4..8].try_into().unwrap());
+    assert_eq!(length, 256);
+    let mut blob = fixed(&[(0, edid_blob), (4, length)], 8 + length as usize);
+    fd.call(ioctl::GET_PROP_BLOB, &mut blob).unwrap();
+    assert_eq!(&blob[8..16], &[0, 255, 255, 255, 255, 255, 255, 0]);
+    // GET_PROPERTY on DPMS: enum values and names.
+    let mut dpms = fixed(&[(0, 3), (40, 4), (44, 4)], 48 + 32 + 160);
+    fd.call(ioctl::GET_PROPERTY, &mut dpms).unwrap();
+    assert_eq!(&dpms[8..12], b"DPMS");
+    assert_eq!(&dpms[48 + 32 + 40 + 8..48 + 32 + 40 + 15], b"Standby");
+    // VERSION: probe, then names.
+    let mut version = vec![0u8; 40];
+    fd.call(ioctl::VERSION, &mut version).unwrap();
+    assert_eq!(&version[..8], &[1, 0, 0, 0, 4, 0, 0, 0]);
+    let name_len = u64::from_le_bytes(version[16..24].try_into().unwrap()) as usize;
+    assert_eq!(name_len, "displayd".len());
+    // GET_UNIQUE is empty until SET_VERSION, which accepts libdrm's 1.4 and Redox's 0.4.
+    let mut unique = vec![0u8; 8];
+    fd.call(ioctl::GET_UNIQUE, &mut unique).unwrap();
+    assert_eq!(unique, [0; 8]);
+    let mut set_version = [1i32, 4, -1, -1].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>();
+    fd.call(ioctl::SET_VERSION, &mut set_version).unwrap();
+    let mut bad_version = [2i32, 0, -1, -1].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>();
+    assert_eq!(errno(fd.call(ioctl::SET_VERSION, &mut bad_version)), EINVAL);
+    let mut unique = vec![0u8; 8];
+    fd.call(ioctl::GET_UNIQUE, &mut unique).unwrap();
+    let len = u64::from_le_bytes(unique[..8].try_into().unwrap()) as usize;
+    let mut unique = [len.to_le_bytes().to_vec(), vec![0; len]].concat();
+    fd.call(ioctl::GET_UNIQUE, &mut unique).unwrap();
+    assert_eq!(&unique[8..], b"pci:0000:00:02.0");
+}
+
+#[test]
+fn set_plane_places_a_framebuffer_region_and_dpms_blanks_through_set_property() {
+    let rig = rig();
+    let (fd, _, _) = shown(&rig, [0, 0, 0]);
+    let small = framebuffer(&fd, 100, 100, [9, 99, 199]);
+    // 64x32 from (10, 20) of the small framebuffer, at (300, 200) on the screen; 16.16 source.
+    let request = [
+        (0, 18),
+        (4, 19),
+        (8, small),
+        (16, 300),
+        (20, 200),
+        (24, 64),
+        (28, 32),
+        (32, 10 << 16),
+        (36, 20 << 16),
+        (40, 32 << 16),
+        (44, 64 << 16),
+    ];
+    fd.call(ioctl::SET_PLANE, &mut fixed(&request, 48)).unwrap();
+    let screen = rig.slot.scanout().unwrap();
+    assert_eq!(screen.pixel(300, 200), [9, 99, 199]);
+    assert_eq!(screen.pixel(363, 231), [9, 99, 199]);
+    assert_eq!(screen.pixel(364, 231), [0, 0, 0]);
+    let scaled = [(0, 18), (4, 19), (8, small), (24, 64), (28, 32), (40, 16 << 16), (44, 64 << 16)];
+    assert_eq!(errno(fd.call(ioctl::SET_PLANE, &mut fixed(&scaled, 48))), EINVAL, "no scaling");
+    let outside =
+        [(0, 18), (4, 19), (8, small), (16, 790), (24, 64), (28, 32), (40, 32 << 16), (44, 64 << 16)];
+    assert_eq!(errno(fd.call(ioctl::SET_PLANE, &mut fixed(&outside, 48))), EINVAL, "off the screen");
+    // DPMS off through SET_PROPERTY on the connector: a no-op blank on bochs-display, but accepted.
+    let mut dpms = fixed(&[(8, 3), (12, 21)], 16);
+    dpms[..8].copy_from_slice(&3u64.to_le_bytes());
+    fd.call(ioctl::SET_PROPERTY, &mut dpms).unwrap();
+    let mut bad = fixed(&[(8, 3), (12, 21)], 16);
+    bad[..8].copy_from_slice(&9u64.to_le_bytes());
+    assert_eq!(errno(fd.call(ioctl::SET_PROPERTY, &mut bad)), EINVAL);
+}

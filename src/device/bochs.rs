@@ -263,6 +263,10 @@ impl Bochs {
         if device.modes.is_empty() {
             device.modes = device.fallback_modes(options.fallback_preferred);
         }
+        let Some(preferred) = device.modes.first().copied() else {
+            log::error!("bochs: {} KiB of VRAM holds no mode; refusing the device", vram_bytes >> 10);
+            return Err(DeviceError::ModeRejected);
+        };
         log::info!(
             "bochs: probed {:04x}:{:04x} rev {}, {} MiB VRAM, {} modes, preferred {}x{}",
             pci.vendor,
@@ -270,8 +274,8 @@ impl Bochs {
             pci.revision,
             vram_bytes >> 20,
             device.modes.len(),
-            device.modes[0].hdisplay,
-            device.modes[0].vdisplay
+            preferred.hdisplay,
+            preferred.vdisplay
         );
         Ok(device)
     }

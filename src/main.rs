@@ -1,7 +1,7 @@
 //! The displayd daemon.
 //!
 //! On Redox it will be spawned by pcid-spawner and serve the `display.*` scheme (not yet built: see
-//! the README's status). On any other host it runs the demo on the emulated Bochs device.
+//! the README's status). On any other host it runs the demo: the display scheme on the emulated Bochs device.
 
 #[cfg(not(target_os = "redox"))]
 fn main() {
@@ -10,14 +10,14 @@ fn main() {
     let seconds = std::env::var("DISPLAYD_DEMO_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.5);
     let out_dir =
         std::env::var_os("DISPLAYD_DEMO_OUT").map_or_else(|| "screenshots".into(), std::path::PathBuf::from);
-    match displayd::platform::host::demo(Duration::from_secs_f64(seconds), &out_dir) {
+    match displayd::platform::host::demo::demo(Duration::from_secs_f64(seconds), &out_dir) {
         Ok(report) => {
             for (client, seen) in
-                ["compositor (device 1)", "fresh client (device 2)"].iter().zip(&report.clients)
+                ["compositor (device 1)", "fresh compositor (device 2)"].iter().zip(&report.clients)
             {
                 println!(
-                    "{client}: {} frames drawn, {} draws refused after its device went away",
-                    seen.frames, seen.refused
+                    "{client}: {} frames drawn, then {} more after its device went away, none of them an error",
+                    seen.frames, seen.frames_after_removal
                 );
             }
             println!("screenshots in {}:", out_dir.display());

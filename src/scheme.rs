@@ -87,7 +87,7 @@ impl DisplayScheme {
         let Some(device) = self.device.take() else { return false };
         device.kms.adapter().unplug(removal);
         log::info!(
-            "device {}: unbound; {} handles still hold it",
+            "device {}: unbound; {} other references still hold it",
             device.instance,
             Arc::strong_count(&device) - 1
         );

@@ -43,6 +43,8 @@ pub struct ConsumerDisplay {
     size: (u32, u32),
     /// DIRTYFB errors seen (Orbital only logs them).
     pub logged_errors: u32,
+    /// Whether the last poll saw the connector connected.
+    pub connected: bool,
 }
 
 impl ConsumerDisplay {
@@ -76,7 +78,18 @@ impl ConsumerDisplay {
         let size = info.size(0).ok_or_else(|| ConsumerError::WouldPanic("modes[0]".into()))?;
         let (dumb, mapping, fb) = Self::framebuffer(&fd, consumer, size)?;
         drm::set_crtc(&fd, crtc, fb, &[connector], Some(&info.modes[0])).map_err(fails("SET_CRTC"))?;
-        Ok(ConsumerDisplay { consumer, fd, connector, crtc, fb, dumb, mapping, size, logged_errors: 0 })
+        Ok(ConsumerDisplay {
+            consumer,
+            fd,
+            connector,
+            crtc,
+            fb,
+            dumb,
+            mapping,
+            size,
+            logged_errors: 0,
+            connected: true,
+        })
     }
 
     fn framebuffer(
@@ -109,6 +122,7 @@ impl ConsumerDisplay {
         let info =
             drm::get_connector(&self.fd, self.connector, false).map_err(panics("GET_CONNECTOR in redraw"))?;
         let size = info.size(0).ok_or_else(|| ConsumerError::WouldPanic("modes[0] in redraw".into()))?;
+        self.connected = info.connection == 1;
         if size != self.size {
             self.resize(&info, size);
         }

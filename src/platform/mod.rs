@@ -3,4 +3,5 @@
 
 #[cfg(not(target_os = "redox"))]
 pub mod host;
+pub mod pcid;
 pub mod timeline;

@@ -94,6 +94,20 @@ impl DisplayScheme {
         true
     }
 
+    /// The health probe: if the bound device's ID register no longer reads a Bochs ID, the device
+    /// is gone without notice (surprise removal), so it is unplugged without touching it. Returns
+    /// whether that happened.
+    pub fn check_health(&mut self) -> bool {
+        let Some(device) = &self.device else { return false };
+        match device.kms.adapter().health() {
+            crate::device::bochs::Health::Vanished(id) => {
+                log::warn!("health probe: device {} reads ID {id:#06x}: surprise removal", device.instance);
+                self.unplug(Removal::Surprise)
+            }
+            _ => false,
+        }
+    }
+
     /// inputd switched to `vt`: the bound device shows that VT's state.
     pub fn activate(&self, vt: usize) {
         if let Some(device) = &self.device {

@@ -396,3 +396,17 @@ fn set_plane_places_a_framebuffer_region_and_dpms_blanks_through_set_property() 
     bad[..8].copy_from_slice(&9u64.to_le_bytes());
     assert_eq!(errno(fd.call(ioctl::SET_PROPERTY, &mut bad)), EINVAL);
 }
+
+#[test]
+fn the_health_probe_turns_a_yank_into_a_surprise_unplug() {
+    let rig = rig();
+    let mut fbcond = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
+    rig.kernel.scheme().activate(2);
+    assert!(!rig.kernel.scheme().check_health(), "a present device is left alone");
+    rig.slot.yank(displayd::device::emulated::YankedReads::Ones);
+    assert!(rig.kernel.scheme().check_health());
+    assert!(rig.kernel.scheme().device().is_none());
+    rig.slot.remove();
+    fbcond.frame((0, 0, 8, 8), &solid(8, 8, [1, 1, 1])).expect("fbcond keeps running");
+    assert!(!rig.kernel.scheme().check_health(), "nothing left to probe");
+}

@@ -4,4 +4,5 @@
 #[cfg(not(target_os = "redox"))]
 pub mod host;
 pub mod pcid;
+pub mod startup;
 pub mod timeline;

@@ -1,7 +1,8 @@
 //! The displayd daemon.
 //!
-//! On Redox it will be spawned by pcid-spawner and serve the `display.*` scheme (not yet built: see
-//! the README's status). On any other host it runs the demo: the display scheme on the emulated Bochs device.
+//! On Redox it is spawned by pcid-spawner and serves the `display.*` scheme (type-checked here; no
+//! Redox machine has run it yet). On any other host it runs the demo: the display scheme on the
+//! emulated Bochs device.
 
 #[cfg(not(target_os = "redox"))]
 fn main() {
@@ -34,8 +35,20 @@ fn main() {
 
 #[cfg(target_os = "redox")]
 fn main() {
+    use displayd::platform::{redox::Redox, startup};
     displayd::platform::timeline::init(log::LevelFilter::Info);
-    // Exiting before the readiness byte makes pcid-spawner log the failure and move on.
-    log::error!("displayd: the Redox platform is not implemented yet; leaving the device to other drivers");
-    std::process::exit(1);
+    // Any failure before readiness exits non-zero: pcid-spawner sees the pipe close and moves on.
+    let env = match startup::read_env(|name| std::env::var(name).ok()) {
+        Ok(env) => env,
+        Err(error) => {
+            log::error!("displayd: {error}");
+            std::process::exit(1);
+        }
+    };
+    let mut platform = Redox::new(env);
+    if let Err(error) = startup::start(&mut platform) {
+        log::error!("displayd: {error}");
+        std::process::exit(1);
+    }
+    std::process::exit(platform.run());
 }

@@ -71,6 +71,11 @@ impl DisplayScheme {
         DisplayScheme { name: name.into(), device: None, handles: BTreeMap::new(), next_id: 1 }
     }
 
+    /// Names the scheme (what fpath reports) once its registered name is known.
+    pub fn rename(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
     /// Binds a new device: later opens reach it; handles already open keep theirs.
     pub fn bind(&mut self, device: Arc<DeviceObject>) {
         self.device = Some(device);

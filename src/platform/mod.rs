@@ -4,5 +4,7 @@
 #[cfg(not(target_os = "redox"))]
 pub mod host;
 pub mod pcid;
+#[cfg(target_os = "redox")]
+pub mod redox;
 pub mod startup;
 pub mod timeline;

@@ -1,0 +1,336 @@
+//! The Redox platform: pcid's channel and BAR mappings, dumb-buffer memory, the scheme socket,
+//! inputd, the health-probe timer and the event loop (protocol reference §1–§3, §6).
+//!
+//! Type-checked for `x86_64-unknown-redox` in CI; there is no Redox machine to run it on here. Its
+//! logic lives in [`super::startup`] and [`crate::scheme`], which are tested on Linux.
+
+use std::io::{Read, Write};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use libredox::flag::{MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE};
+use redox_scheme::scheme::{register_sync_scheme, SchemeState, SchemeSync};
+use redox_scheme::{RequestKind, SignalBehavior, Socket};
+use syscall::error::{Error, Result, EAGAIN, EINVAL, ENOMEM, EWOULDBLOCK};
+use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
+
+use super::pcid::{bar_mmap_offset, MemoryType, PciFunction, PcidClient, PcidError};
+use super::startup::{decode_vt_events, Env, Platform, VtEvent, VT_EVENT_BYTES};
+use crate::device::bochs::{Bochs, Hardware, Options, PciId, Removal};
+use crate::device::mmio::{Mmio, Vram};
+use crate::guard::Releases;
+use crate::kms::{Allocator, BufferMemory, Kms, PAGE};
+use crate::scheme::{DeviceObject, DisplayScheme};
+
+/// How often the health probe reads the ID register.
+const HEALTH_PERIOD_NS: i64 = 250_000_000;
+
+fn io(error: libredox::error::Error) -> std::io::Error {
+    std::io::Error::from_raw_os_error(error.errno())
+}
+
+/// The pcid channel fd as a byte stream.
+struct Channel(usize);
+
+impl Read for Channel {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        libredox::call::read(self.0, buf).map_err(io)
+    }
+}
+
+impl Write for Channel {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        libredox::call::write(self.0, buf).map_err(io)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A region this process mapped; unmapped when dropped (BARs, dumb buffers).
+struct Mapped {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a mapping is plain memory (or device memory) accessed only through raw copies and
+// volatile accesses whose ordering is the driver's protocol.
+unsafe impl Send for Mapped {}
+// SAFETY: as above.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    fn new(fd: usize, offset: u64, len: usize, flags: u32) -> Result<Mapped> {
+        let args = libredox::call::MmapArgs {
+            addr: std::ptr::null_mut(),
+            length: len,
+            prot: PROT_READ | PROT_WRITE,
+            flags,
+            fd,
+            offset,
+        };
+        // SAFETY: a fresh mapping at an address the kernel chooses aliases nothing of ours.
+        let base = unsafe { libredox::call::mmap(args) }.map_err(|e| Error::new(e.errno()))?;
+        let base = NonNull::new(base.cast::<u8>()).ok_or(Error::new(ENOMEM))?;
+        Ok(Mapped { base, len })
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once; nothing refers to it after drop.
+        let _ = unsafe { libredox::call::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+impl BufferMemory for Mapped {
+    fn address(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: mapped readable for the mapping's life; clients write it through their own
+        // mappings of the same frames, which at worst tears what a copy sees.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    }
+}
+
+/// Dumb buffers: each its own anonymous mapping (`fd = !0`), never from the heap, never reused.
+struct AnonymousAllocator;
+
+impl Allocator for AnonymousAllocator {
+    fn allocate(&self, len: usize) -> Result<Arc<dyn BufferMemory>> {
+        if !len.is_multiple_of(PAGE) {
+            return Err(Error::new(EINVAL));
+        }
+        Ok(Arc::new(Mapped::new(usize::MAX, 0, len, MAP_PRIVATE)?))
+    }
+}
+
+/// Everything the driver holds on Redox.
+pub struct Redox {
+    env: Env,
+    pcid: PcidClient<Channel>,
+    scheme: DisplayScheme,
+    state: SchemeState,
+    socket: Option<Socket>,
+    inputd: Option<libredox::Fd>,
+    events: Option<libredox::Fd>,
+    timer: Option<libredox::Fd>,
+}
+
+/// Event-queue tags of the sources.
+const SOURCE_SCHEME: usize = 0;
+const SOURCE_INPUTD: usize = 1;
+const SOURCE_TIMER: usize = 2;
+
+impl Redox {
+    /// The platform on the fds pcid-spawner handed over.
+    pub fn new(env: Env) -> Redox {
+        Redox {
+            env,
+            pcid: PcidClient::new(Channel(env.pcid_channel)),
+            scheme: DisplayScheme::new("display.bochs"),
+            state: SchemeState::new(),
+            socket: None,
+            inputd: None,
+            events: None,
+            timer: None,
+        }
+    }
+
+    /// Serves requests until the scheme is unmounted; returns the exit code.
+    pub fn run(&mut self) -> i32 {
+        loop {
+            let mut event = syscall::Event::default();
+            let Some(events) = &self.events else { return 1 };
+            match events.read(&mut event) {
+                Ok(n) if n == std::mem::size_of::<syscall::Event>() => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    log::error!("event queue: {error}");
+                    return 1;
+                }
+            }
+            let outcome = match event.data {
+                SOURCE_SCHEME => self.drain_scheme(),
+                SOURCE_TIMER => self.health_tick(),
+                _ => Ok(true),
+            };
+            // inputd signals only after some batches (§10): drain it on every wake-up.
+            if let Err(error) = self.drain_inputd() {
+                log::warn!("inputd: {error}");
+            }
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => return self.shut_down(),
+                Err(error) => {
+                    log::error!("scheme socket: {error}");
+                    return 1;
+                }
+            }
+        }
+    }
+
+    /// Answers every queued request; `Ok(false)` once the scheme has been unmounted.
+    fn drain_scheme(&mut self) -> Result<bool> {
+        let Some(socket) = &self.socket else { return Ok(true) };
+        loop {
+            match socket.next_request(SignalBehavior::Restart) {
+                Ok(Some(request)) => match request.kind() {
+                    RequestKind::Call(call) => {
+                        let response = call.handle_sync(&mut self.scheme, &mut self.state);
+                        socket.write_response(response, SignalBehavior::Restart)?;
+                    }
+                    RequestKind::OnClose { id } => self.scheme.on_close(id),
+                    _ => {}
+                },
+                Ok(None) => return Ok(false),
+                Err(error) if error.errno == EAGAIN || error.errno == EWOULDBLOCK => return Ok(true),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn health_tick(&mut self) -> Result<bool> {
+        if self.scheme.check_health() {
+            log::warn!("health probe: device gone; closing the inputd handle");
+            self.inputd = None;
+        }
+        self.arm_timer()?;
+        Ok(true)
+    }
+
+    fn arm_timer(&self) -> Result<()> {
+        let Some(timer) = &self.timer else { return Ok(()) };
+        let mut time = syscall::TimeSpec::default();
+        timer.read(&mut time).map_err(|e| Error::new(e.errno()))?;
+        let nanos = i64::from(time.tv_nsec) + HEALTH_PERIOD_NS;
+        time.tv_sec += nanos / 1_000_000_000;
+        time.tv_nsec = (nanos % 1_000_000_000) as i32;
+        timer.write(&time).map_err(|e| Error::new(e.errno()))?;
+        Ok(())
+    }
+
+    /// The scheme is gone: unplug in order (scanout off first) and exit.
+    fn shut_down(&mut self) -> i32 {
+        log::info!("scheme unmounted: shutting down");
+        self.scheme.unplug(Removal::Orderly);
+        0
+    }
+
+    fn subscribe_fd(&self, fd: usize, source: usize) -> Result<()> {
+        let Some(events) = &self.events else { return Err(Error::new(EINVAL)) };
+        let event = syscall::Event { id: fd, flags: EventFlags::EVENT_READ, data: source };
+        events.write(&event).map_err(|e| Error::new(e.errno()))?;
+        Ok(())
+    }
+}
+
+impl Platform for Redox {
+    type Error = String;
+
+    fn pci_config(&mut self) -> std::result::Result<PciFunction, String> {
+        self.pcid.config().map(|config| config.func).map_err(|e: PcidError| e.to_string())
+    }
+
+    fn bind_device(&mut self, function: &PciFunction) -> std::result::Result<(), String> {
+        let size = |bar: usize| {
+            function.bars[bar]
+                .memory_size()
+                .and_then(|s| usize::try_from(s).ok())
+                .ok_or(format!("BAR{bar} is not memory"))
+        };
+        let (vram_len, mmio_len) = (size(0)?, size(2)?);
+        let map = |bar: u8, kind: MemoryType, len: usize| {
+            let offset = bar_mmap_offset(bar, kind, 0).ok_or("bad BAR")?;
+            Mapped::new(self.env.pcid_channel, offset, len, MAP_SHARED)
+                .map_err(|e| format!("mapping BAR{bar}: {e}"))
+        };
+        let vram_map = map(0, MemoryType::WriteCombining, vram_len)?;
+        let mmio_map = map(2, MemoryType::Uncacheable, mmio_len)?;
+        let (vram_base, mmio_base) = (vram_map.base, mmio_map.base);
+        // SAFETY: each BAR mapping covers its length and lives as long as its region (the owner);
+        // the driver reaches it only through those regions.
+        let vram = unsafe { Vram::mapped(vram_base, vram_len, Box::new(vram_map)) };
+        // SAFETY: as above.
+        let mmio = unsafe { Mmio::mapped(mmio_base, mmio_len, Box::new(mmio_map)) }
+            .ok_or("the MMIO BAR is too small")?;
+        let id = function.full_device_id;
+        let pci = PciId {
+            vendor: id.vendor_id,
+            device: id.device_id,
+            class: id.class,
+            subclass: id.subclass,
+            revision: id.revision,
+        };
+        let bochs =
+            Bochs::probe(pci, Hardware { mmio, vram }, Options::default()).map_err(|e| e.to_string())?;
+        let kms = Kms::new(Arc::new(bochs), Arc::new(AnonymousAllocator), format!("pci:{}", function.addr));
+        let releases = Releases::new();
+        let channel = self.env.pcid_channel;
+        releases.add("pcid channel", move || {
+            let _ = libredox::call::close(channel);
+        });
+        self.scheme.bind(DeviceObject::new(kms, 1, releases));
+        Ok(())
+    }
+
+    fn register_scheme(&mut self, name: &str) -> std::result::Result<(), String> {
+        self.scheme.rename(name);
+        let socket = Socket::nonblock().map_err(|e| format!("scheme socket: {e}"))?;
+        register_sync_scheme(&socket, name, &mut self.scheme)
+            .map_err(|e| format!("registering {name}: {e}"))?;
+        self.socket = Some(socket);
+        Ok(())
+    }
+
+    fn open_inputd(&mut self, name: &str) -> std::result::Result<(), String> {
+        let path = format!("/scheme/input/handle/{name}");
+        let fd = libredox::Fd::open(&path, O_RDONLY | O_CLOEXEC, 0).map_err(|e| format!("{path}: {e}"))?;
+        self.inputd = Some(fd);
+        Ok(())
+    }
+
+    fn subscribe(&mut self) -> std::result::Result<(), String> {
+        let events = libredox::Fd::open("/scheme/event", O_CREAT | O_RDWR | O_CLOEXEC, 0)
+            .map_err(|e| e.to_string())?;
+        let timer = libredox::Fd::open(&format!("/scheme/time/{CLOCK_MONOTONIC}"), O_RDWR | O_CLOEXEC, 0)
+            .map_err(|e| e.to_string())?;
+        self.events = Some(events);
+        let socket = self.socket.as_ref().map(|s| s.inner().raw()).ok_or("no scheme socket")?;
+        let inputd = self.inputd.as_ref().map(libredox::Fd::raw).ok_or("no inputd handle")?;
+        self.subscribe_fd(socket, SOURCE_SCHEME).map_err(|e| e.to_string())?;
+        self.subscribe_fd(inputd, SOURCE_INPUTD).map_err(|e| e.to_string())?;
+        self.subscribe_fd(timer.raw(), SOURCE_TIMER).map_err(|e| e.to_string())?;
+        self.timer = Some(timer);
+        self.arm_timer().map_err(|e| e.to_string())
+    }
+
+    fn drain_inputd(&mut self) -> std::result::Result<(), String> {
+        let Some(inputd) = &self.inputd else { return Ok(()) };
+        loop {
+            let mut buf = [0u8; VT_EVENT_BYTES];
+            let read = inputd.read(&mut buf).map_err(|e| e.to_string())?;
+            if read == 0 {
+                return Ok(());
+            }
+            for event in decode_vt_events(&buf[..read]).ok_or("inputd sent a partial VtEvent")? {
+                match event {
+                    VtEvent::Activate(vt) => {
+                        log::info!("inputd: activate VT {vt}");
+                        self.scheme.activate(vt);
+                    }
+                    VtEvent::Unknown(kind) => log::warn!("inputd: unknown event kind {kind}"),
+                }
+            }
+        }
+    }
+
+    fn notify_ready(&mut self) -> std::result::Result<(), String> {
+        libredox::call::write(self.env.init_notify, &[0]).map_err(|e| format!("INIT_NOTIFY: {e}"))?;
+        libredox::call::close(self.env.init_notify).map_err(|e| format!("INIT_NOTIFY: {e}"))
+    }
+}

@@ -237,14 +237,16 @@ impl Presence {
 
     #[cold]
     fn thread_slot_slow(&self, key: usize) -> usize {
-        let index = THREAD_SLOTS
-            .try_with(|slots| slots.borrow_mut().find_or_claim(&self.table, key))
-            // This thread is exiting and its slot list is gone: fall back to the shared slot.
-            .unwrap_or(OVERFLOW);
-        // `LAST_SLOT` only ever names a table that `THREAD_SLOTS` holds, whose address therefore
-        // cannot be reused by another table.
-        let _ = LAST_SLOT.try_with(|last| last.set((key, index)));
-        index
+        match THREAD_SLOTS.try_with(|slots| slots.borrow_mut().find_or_claim(&self.table, key)) {
+            Ok(index) => {
+                // `LAST_SLOT` only ever names a table that `THREAD_SLOTS` holds, whose address
+                // therefore cannot be reused by another table.
+                let _ = LAST_SLOT.try_with(|last| last.set((key, index)));
+                index
+            }
+            // This thread is exiting and its slot list is gone: use the shared slot, uncached.
+            Err(_) => OVERFLOW,
+        }
     }
 
     /// The calling thread's depth in its owned slot, without claiming one.
@@ -327,6 +329,9 @@ impl ThreadSlots {
 
 impl Drop for ThreadSlots {
     fn drop(&mut self) {
+        // A section entered later on this thread (from another thread-local's destructor) must not
+        // find a slot through the cache whose claim is released here: it falls back to the shared one.
+        let _ = LAST_SLOT.try_with(|last| last.set((0, 0)));
         for (table, index) in &self.held {
             let slot = table.slot(*index);
             // A slot left with a depth (a leaked section) stays claimed: reusing it would corrupt

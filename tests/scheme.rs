@@ -410,3 +410,131 @@ fn the_health_probe_turns_a_yank_into_a_surprise_unplug() {
     fbcond.frame((0, 0, 8, 8), &solid(8, 8, [1, 1, 1])).expect("fbcond keeps running");
     assert!(!rig.kernel.scheme().check_health(), "nothing left to probe");
 }
+
+/// SET_PLANE request: `size` at `crtc` on the screen, from `src` in the framebuffer (16.16 source).
+fn set_plane_req(fb: u32, crtc: (u32, u32), size: (u32, u32), src: (u32, u32)) -> Vec<u8> {
+    let fields = [
+        (0, 18),
+        (4, 19),
+        (8, fb),
+        (16, crtc.0),
+        (20, crtc.1),
+        (24, size.0),
+        (28, size.1),
+        (32, src.0 << 16),
+        (36, src.1 << 16),
+        (40, size.1 << 16),
+        (44, size.0 << 16),
+    ];
+    fixed(&fields, 48)
+}
+
+#[test]
+fn handles_from_get_fb_count_against_the_per_file_allowance() {
+    let rig = rig();
+    let fd = rig.kernel.open("v2/3", 1000).unwrap();
+    // 16000x4000x4 = 256,000,000 bytes: four fit in the 1 GiB allowance, five do not.
+    let mut refused = None;
+    for round in 0..8 {
+        let Ok(dumb) = drm::create_dumb(&fd, 16000, 4000) else {
+            refused = Some(round);
+            break;
+        };
+        let fb = drm::add_fb(&fd, 16000, 4000, dumb.pitch, 24, dumb.handle).unwrap();
+        let mut get = fixed(&[(0, fb)], 28);
+        match fd.call(ioctl::GET_FB, &mut get) {
+            Ok(_) => {}
+            Err(_) => {
+                refused = Some(round);
+                break;
+            }
+        }
+        drm::destroy_dumb(&fd, dumb.handle).unwrap();
+        drm::rm_fb(&fd, fb).unwrap();
+    }
+    assert!(refused.is_some_and(|r| r <= 4), "the GET_FB handles kept buffers alive past the allowance");
+}
+
+#[test]
+fn page_flip_of_a_small_plane_copies_only_the_plane() {
+    let rig = rig();
+    let (fd, _, _) = shown(&rig, [0, 0, 0]);
+    let a = framebuffer(&fd, 100, 100, [1, 2, 3]);
+    // b: a 100x100 framebuffer at the top-left of an 800x600 buffer whose other pixels are red.
+    let dumb = drm::create_dumb(&fd, 800, 600).unwrap();
+    let map = fd.mmap(drm::map_dumb(&fd, dumb.handle).unwrap(), dumb.size as usize).unwrap();
+    for row in 0..600u32 {
+        let mut line = solid(800, 1, [255, 0, 0]);
+        if row < 100 {
+            line[..400].copy_from_slice(&solid(100, 1, [0, 255, 0]));
+        }
+        map.write((row * dumb.pitch) as usize, &line);
+    }
+    let b = drm::add_fb(&fd, 100, 100, dumb.pitch, 24, dumb.handle).unwrap();
+    let c = framebuffer(&fd, 100, 100, [4, 5, 6]);
+    fd.call(ioctl::SET_PLANE, &mut set_plane_req(a, (0, 0), (100, 100), (0, 0))).unwrap();
+    fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, c)], 24)).expect("a flip between equal framebuffers");
+    fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, b)], 24)).unwrap();
+    let screen = rig.slot.scanout().unwrap();
+    assert_eq!(screen.pixel(50, 50), [0, 255, 0]);
+    assert_eq!(screen.pixel(400, 400), [0, 0, 0], "nothing outside the plane reaches the screen");
+}
+
+#[test]
+fn taking_the_plane_away_keeps_the_crtc_on() {
+    let rig = rig();
+    let (fd, first, _) = shown(&rig, [9, 9, 9]);
+    let a = framebuffer(&fd, 100, 100, [1, 2, 3]);
+    fd.call(ioctl::SET_PLANE, &mut set_plane_req(0, (0, 0), (0, 0), (0, 0))).unwrap();
+    assert_eq!(rig.slot.scanout().expect("the mode stays").pixel(5, 5), [0, 0, 0], "no plane: black");
+    fd.call(ioctl::SET_PLANE, &mut set_plane_req(a, (10, 10), (100, 100), (0, 0))).expect("a plane again");
+    assert_eq!(rig.slot.scanout().unwrap().pixel(10, 10), [1, 2, 3]);
+    drm::set_crtc(&fd, 19, first, &[21], Some(&shown_mode(&fd))).unwrap();
+    drm::rm_fb(&fd, first).unwrap();
+    assert_eq!(rig.slot.scanout().expect("the mode stays").pixel(5, 5), [0, 0, 0]);
+    fd.call(ioctl::SET_PLANE, &mut set_plane_req(a, (10, 10), (100, 100), (0, 0))).expect("after RM_FB too");
+}
+
+/// The 800x600 mode record `shown` uses.
+fn shown_mode(fd: &displayd::platform::host::kernel::Fd) -> [u8; 68] {
+    let connector = drm::get_connector(fd, 21, false).unwrap();
+    connector.modes[(0..connector.modes.len()).find(|&i| connector.size(i) == Some((800, 600))).unwrap()]
+}
+
+#[test]
+fn a_closed_framebuffer_on_screen_outlives_its_file_until_the_plane_moves() {
+    let rig = rig();
+    let (fd, first, _) = shown(&rig, [50, 60, 70]);
+    fd.call(ioctl::CLOSE_FB, &mut fixed(&[(0, first)], 8)).unwrap();
+    drop(fd);
+    assert_eq!(rig.slot.scanout().expect("still shown").pixel(5, 5), [50, 60, 70]);
+    assert_eq!(rig.device.kms.live_objects().0, 1, "kept only because the plane shows it");
+    let next = rig.kernel.open("v2/3", 1000).unwrap();
+    let fb = framebuffer(&next, 800, 600, [1, 1, 1]);
+    drm::set_crtc(&next, 19, fb, &[21], Some(&shown_mode(&next))).unwrap();
+    assert_eq!(rig.device.kms.live_objects().0, 1, "gone once the plane moved off it");
+}
+
+#[test]
+fn set_crtc_needs_a_framebuffer_for_a_mode_and_never_shows_another_vts_pixels() {
+    let rig = rig();
+    let (_alice, _, mode) = shown(&rig, [0xaa, 0xbb, 0xcc]); // VT 3, active
+    let bob = rig.kernel.open("v2/4", 1001).unwrap();
+    rig.kernel.scheme().activate(4);
+    assert_eq!(errno(drm::set_crtc(&bob, 19, 0, &[21], Some(&mode))), ENOENT, "as in Linux");
+    assert_eq!(
+        errno(drm::set_crtc(&bob, 19, u32::MAX, &[21], Some(&mode))),
+        ENOENT,
+        "no framebuffer to keep"
+    );
+    // A small plane on VT 4: around it the screen is black, not what VT 3 left in VRAM.
+    let small = framebuffer(&bob, 800, 600, [1, 2, 3]);
+    drm::set_crtc(&bob, 19, small, &[21], Some(&mode)).unwrap();
+    let tiny = framebuffer(&bob, 64, 64, [7, 7, 7]);
+    bob.call(ioctl::SET_PLANE, &mut set_plane_req(tiny, (100, 100), (64, 64), (0, 0))).unwrap();
+    rig.kernel.scheme().activate(3);
+    rig.kernel.scheme().activate(4);
+    let screen = rig.slot.scanout().unwrap();
+    assert_eq!(screen.pixel(100, 100), [7, 7, 7]);
+    assert_eq!(screen.pixel(10, 10), [0, 0, 0], "nothing of VT 3 around VT 4's plane");
+}

@@ -426,6 +426,15 @@ impl Bochs {
         Ok(())
     }
 
+    /// Blacks out the visible frame (the mode stays set): what the screen shows with no plane on it.
+    pub fn clear(&self) -> Result<(), DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let state = self.scanout_state();
+        let scanout = state.ok_or(DeviceError::NoMode)?;
+        let frame = scanout.pitch as usize * usize::from(scanout.height);
+        hw.vram.fill(scanout.offset, frame, 0).then_some(()).ok_or(DeviceError::OutOfBounds)
+    }
+
     /// Turns scanout off (no plane to show); the next [`Bochs::set_mode`] turns it on again.
     pub fn disable(&self) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;

@@ -36,6 +36,8 @@ pub trait Adapter: Send + Sync {
     fn set_mode(&self, width: u16, height: u16) -> Result<(), DeviceError>;
     /// Turns scanout off.
     fn disable(&self) -> Result<(), DeviceError>;
+    /// Blacks out the visible frame, keeping the mode.
+    fn clear(&self) -> Result<(), DeviceError>;
     /// Blanks or unblanks the output (DPMS).
     fn blank(&self, blank: bool) -> Result<(), DeviceError>;
     /// Copies pixels to the screen.
@@ -71,6 +73,9 @@ impl Adapter for bochs::Bochs {
     }
     fn disable(&self) -> Result<(), DeviceError> {
         bochs::Bochs::disable(self)
+    }
+    fn clear(&self) -> Result<(), DeviceError> {
+        bochs::Bochs::clear(self)
     }
     fn blank(&self, blank: bool) -> Result<(), DeviceError> {
         bochs::Bochs::blank(self, blank)

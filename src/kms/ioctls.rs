@@ -148,10 +148,10 @@ impl Call<'_> {
         self.state.files[&self.file].dumb.get(&handle).map(|(b, _)| Arc::clone(b)).ok_or(Error::new(ENOENT))
     }
 
-    fn add_framebuffer(&mut self, fb: Framebuffer) -> u32 {
-        let id = Kms::allocate_id(self.state);
+    fn add_framebuffer(&mut self, fb: Framebuffer) -> Result<u32> {
+        let id = Kms::allocate_id(self.state)?;
         self.state.framebuffers.insert(id, fb);
-        id
+        Ok(id)
     }
 
     /// Drops a closed framebuffer once no VT shows it any more.
@@ -275,9 +275,15 @@ impl Call<'_> {
             .iter()
             .find(|m| (m.hdisplay, m.vdisplay) == (width, height))
             .ok_or(Error::new(EINVAL))?;
-        let (x, y, fb_id) = (p.u32(12), p.u32(16), p.u32(8));
+        let (x, y) = (p.u32(12), p.u32(16));
+        // A mode needs a framebuffer (as in Linux); -1 keeps the one the plane has.
+        let fb_id = match p.u32(8) {
+            u32::MAX => old_fb.ok_or(Error::new(ENOENT))?,
+            0 => return fail(ENOENT),
+            id => id,
+        };
         let plane = Plane {
-            fb: (fb_id != 0).then_some(fb_id),
+            fb: Some(fb_id),
             src_x: x,
             src_y: y,
             crtc_x: 0,
@@ -285,19 +291,15 @@ impl Call<'_> {
             width: width.into(),
             height: height.into(),
         };
-        if fb_id != 0 {
-            let fb = self.own_fb(fb_id)?;
-            let covers = x.checked_add(plane.width).is_some_and(|r| r <= fb.width)
-                && y.checked_add(plane.height).is_some_and(|b| b <= fb.height);
-            if !covers {
-                return fail(ENOSPC);
-            }
+        let fb = self.own_fb(fb_id)?;
+        let covers = x.checked_add(plane.width).is_some_and(|r| r <= fb.width)
+            && y.checked_add(plane.height).is_some_and(|b| b <= fb.height);
+        if !covers {
+            return fail(ENOSPC);
         }
         if self.active() {
             self.kms.adapter.set_mode(width, height).map_err(device)?;
-            if let Some(fb) = plane.fb.and_then(|id| self.state.framebuffers.get(&id)) {
-                self.kms.present(fb, &plane, full(fb)).map_err(device)?;
-            }
+            self.kms.show_plane(Some(fb), &plane, &mode).map_err(device)?;
         }
         let saved = self.saved();
         saved.mode = Some(mode);
@@ -394,7 +396,10 @@ impl Call<'_> {
             return Ok(0);
         }
         let buffer = Arc::clone(&fb.buffer);
-        self.new_handle(buffer, 0)
+        // Charged like any other handle: otherwise a client could keep buffers alive through such
+        // handles after destroying the charged ones, past its allowance.
+        let bytes = buffer.memory.len();
+        self.new_handle(buffer, bytes)
     }
 
     fn get_fb(&mut self, p: &mut Payload<'_>) -> Result<()> {
@@ -460,7 +465,7 @@ impl Call<'_> {
         };
         let buffer = self.own_dumb(p.u32(24))?;
         let fb = self.wrap(buffer, [p.u32(4), p.u32(8), p.u32(12)], 0, format)?;
-        let id = self.add_framebuffer(fb);
+        let id = self.add_framebuffer(fb)?;
         p.set_u32(0, id);
         Ok(())
     }
@@ -473,7 +478,7 @@ impl Call<'_> {
         }
         let buffer = self.own_dumb(p.u32(20))?;
         let fb = self.wrap(buffer, [p.u32(4), p.u32(8), p.u32(36)], p.u32(52) as usize, format)?;
-        let id = self.add_framebuffer(fb);
+        let id = self.add_framebuffer(fb)?;
         p.set_u32(0, id);
         Ok(())
     }
@@ -511,9 +516,7 @@ impl Call<'_> {
             return fail(EINVAL);
         }
         let saved = self.saved().clone();
-        if saved.mode.is_none() {
-            return fail(EINVAL);
-        }
+        let Some(mode) = saved.mode else { return fail(EINVAL) };
         let fb = self.own_fb(id)?;
         let plane = Plane { fb: Some(id), ..saved.plane };
         let covers = plane.src_x.checked_add(plane.width).is_some_and(|r| r <= fb.width)
@@ -522,7 +525,8 @@ impl Call<'_> {
             return fail(EINVAL);
         }
         if self.active() {
-            let whole_screen = (plane.crtc_x, plane.crtc_y) == (0, 0);
+            let whole_screen = (plane.crtc_x, plane.crtc_y) == (0, 0)
+                && (plane.width, plane.height) == (mode.hdisplay.into(), mode.vdisplay.into());
             let result = if whole_screen {
                 let bytes = &fb.buffer.memory.bytes()[fb.offset..];
                 let src = crate::device::bochs::Source {
@@ -630,9 +634,11 @@ impl Call<'_> {
         let old_fb = self.saved().plane.fb;
         let id = p.u32(8);
         if id == 0 {
+            let has_mode = self.saved().mode.is_some();
             self.saved().plane.fb = None;
-            if self.active() {
-                self.kms.adapter.disable().map_err(device)?;
+            if self.active() && has_mode {
+                // The CRTC stays on; only the plane goes.
+                self.kms.adapter.clear().map_err(device)?;
             }
             self.reap_if_closed(old_fb);
             return Ok(());
@@ -662,7 +668,7 @@ impl Call<'_> {
             return fail(EINVAL);
         }
         if self.active() {
-            self.kms.present(fb, &plane, full(fb)).map_err(device)?;
+            self.kms.show_plane(Some(fb), &plane, &mode).map_err(device)?;
         }
         self.saved().plane = plane;
         if old_fb != Some(id) {

@@ -223,16 +223,25 @@ impl Kms {
     }
 
     /// The whole per-file teardown: its dumb buffers and framebuffers go, and a VT that showed one
-    /// of them shows nothing. Never touches the device once it is unplugged.
+    /// of them shows nothing — except framebuffers the file released with CLOSE_FB, which stay on
+    /// screen until no plane shows them (so a client can hand the screen over without a flicker).
+    /// Never touches the device once it is unplugged.
     pub fn close(&self, file: FileId) {
         let mut state = self.lock();
         if state.files.remove(&file).is_none() {
             return;
         }
-        let owned: Vec<u32> =
-            state.framebuffers.iter().filter(|(_, fb)| fb.owner == file).map(|(&id, _)| id).collect();
-        for fb in owned {
-            self.remove_framebuffer(&mut state, fb);
+        let owned: Vec<(u32, bool)> = state
+            .framebuffers
+            .iter()
+            .filter(|(_, fb)| fb.owner == file)
+            .map(|(&id, fb)| (id, fb.closed))
+            .collect();
+        for (fb, closed) in owned {
+            let shown = state.vts.values().any(|vt| vt.plane.fb == Some(fb));
+            if !(closed && shown) {
+                self.remove_framebuffer(&mut state, fb);
+            }
         }
     }
 
@@ -285,10 +294,15 @@ impl Kms {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn allocate_id(state: &mut State) -> u32 {
+    /// A fresh object id. Ids are never reused, and u32::MAX (-1, "keep the current one" in
+    /// SET_CRTC) is never handed out: after ~4 billion objects the device refuses with ENOSPC.
+    fn allocate_id(state: &mut State) -> syscall::error::Result<u32> {
         let id = state.next_id;
+        if id == u32::MAX {
+            return Err(syscall::error::Error::new(syscall::error::ENOSPC));
+        }
         state.next_id += 1;
-        id
+        Ok(id)
     }
 
     /// Removes a framebuffer and takes it off every VT's plane; the active VT then shows nothing.
@@ -303,20 +317,38 @@ impl Kms {
             }
         }
         if active_lost_plane && !self.adapter.is_unplugged() {
-            let _ = self.adapter.disable();
+            // The CRTC stays on with its mode; only the plane went away.
+            let _ = self.adapter.clear();
         }
     }
 
     /// Puts a VT's saved configuration on the screen.
     fn replay(&self, state: &State, vt: usize) -> Result<(), crate::device::bochs::DeviceError> {
         let saved = &state.vts[&vt];
-        match (saved.mode, saved.plane.fb.and_then(|fb| state.framebuffers.get(&fb))) {
-            (Some(mode), Some(fb)) => {
-                self.adapter.set_mode(mode.hdisplay, mode.vdisplay)?;
-                self.present(fb, &saved.plane, full(fb))?;
-                self.adapter.blank(saved.dpms != 0)
-            }
-            _ => self.adapter.disable(),
+        let Some(mode) = saved.mode else { return self.adapter.disable() };
+        self.adapter.set_mode(mode.hdisplay, mode.vdisplay)?;
+        let fb = saved.plane.fb.and_then(|fb| state.framebuffers.get(&fb));
+        self.show_plane(fb, &saved.plane, &mode)?;
+        self.adapter.blank(saved.dpms != 0)
+    }
+
+    /// Shows `plane` (of `fb`, if any) on a screen in `mode`; whatever the plane does not cover is
+    /// black, so no earlier content (another VT's, say) stays visible around it.
+    fn show_plane(
+        &self,
+        fb: Option<&Framebuffer>,
+        plane: &Plane,
+        mode: &crate::device::edid::Mode,
+    ) -> Result<(), crate::device::bochs::DeviceError> {
+        let covers_screen = fb.is_some()
+            && (plane.crtc_x, plane.crtc_y) == (0, 0)
+            && (plane.width, plane.height) == (mode.hdisplay.into(), mode.vdisplay.into());
+        if !covers_screen {
+            self.adapter.clear()?;
+        }
+        match fb {
+            Some(fb) => self.present(fb, plane, full(fb)),
+            None => Ok(()),
         }
     }
 
@@ -350,4 +382,29 @@ impl Kms {
 /// The whole of a framebuffer, as a damage rectangle.
 fn full(fb: &Framebuffer) -> crate::device::bochs::Rect {
     crate::device::bochs::Rect { x: 0, y: 0, width: fb.width, height: fb.height }
+}
+
+#[cfg(all(test, not(target_os = "redox")))]
+mod tests {
+    use crate::device::emulated::{Config, EmulatedDevice};
+    use crate::platform::host::kernel::Kernel;
+    use crate::platform::host::{drm, plug};
+    use crate::scheme::DisplayScheme;
+
+    #[test]
+    fn object_ids_run_out_with_enospc_and_never_wrap_onto_live_objects() {
+        let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
+        let slot = EmulatedDevice::new(Config::default()).unwrap();
+        let device = plug(&kernel, &slot, 1, || {}).unwrap();
+        let fd = kernel.open("v2/3", 1000).unwrap();
+        let dumb = drm::create_dumb(&fd, 64, 64).unwrap();
+        let first = drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).unwrap();
+        // Stands for ~4 billion ADD_FB/RM_FB pairs.
+        device.kms.lock().next_id = u32::MAX - 1;
+        assert_eq!(drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).unwrap(), u32::MAX - 1);
+        let refused = drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).map(drop).unwrap_err();
+        assert_eq!(refused.errno, syscall::error::ENOSPC);
+        assert_eq!(device.kms.live_objects().0, 2, "no framebuffer was replaced");
+        drm::rm_fb(&fd, first).unwrap();
+    }
 }

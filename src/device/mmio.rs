@@ -130,16 +130,20 @@ pub struct Mmio<const SIZE: usize> {
 }
 
 impl<const SIZE: usize> Mmio<SIZE> {
-    /// A region over mapped device memory of `len` bytes; `None` if `len < SIZE`.
+    /// A region over mapped device memory of `len` bytes; `None` if `len < SIZE` or `base` is not
+    /// 4-byte aligned (the widest register access assumes it).
     ///
     /// # Safety
     ///
     /// `base..base + len` must be a mapping of device registers, readable and writable, that stays
     /// mapped while `owner` lives, and that no Rust reference points into.
     pub unsafe fn mapped(base: NonNull<u8>, len: usize, owner: Box<dyn Any + Send + Sync>) -> Option<Self> {
+        if len < SIZE || !(base.as_ptr() as usize).is_multiple_of(4) {
+            return None;
+        }
         // SAFETY: forwarded from this function's contract.
         let mapping = unsafe { Mapping::new(base, len, owner) };
-        (len >= SIZE).then_some(Mmio { backing: Backing::Mapped(mapping), len })
+        Some(Mmio { backing: Backing::Mapped(mapping), len })
     }
 
     /// A region served by a software register file of `len` bytes; `None` if `len < SIZE`.

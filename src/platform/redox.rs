@@ -15,7 +15,7 @@ use syscall::error::{Error, Result, EAGAIN, EINVAL, ENOMEM, EWOULDBLOCK};
 use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
 
 use super::pcid::{bar_mmap_offset, MemoryType, PciFunction, PcidClient, PcidError};
-use super::startup::{decode_vt_events, Env, Platform, VtEvent, VT_EVENT_BYTES};
+use super::startup::{decode_vt_events, Env, Platform, VtEvent, READY_BYTE, VT_EVENT_BYTES};
 use crate::device::bochs::{Bochs, Hardware, Options, PciId, Removal};
 use crate::device::mmio::{Mmio, Vram};
 use crate::guard::Releases;
@@ -330,7 +330,7 @@ impl Platform for Redox {
     }
 
     fn notify_ready(&mut self) -> std::result::Result<(), String> {
-        libredox::call::write(self.env.init_notify, &[0]).map_err(|e| format!("INIT_NOTIFY: {e}"))?;
+        libredox::call::write(self.env.init_notify, &READY_BYTE).map_err(|e| format!("INIT_NOTIFY: {e}"))?;
         libredox::call::close(self.env.init_notify).map_err(|e| format!("INIT_NOTIFY: {e}"))
     }
 }

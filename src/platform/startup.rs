@@ -117,6 +117,9 @@ pub fn start<P: Platform>(platform: &mut P) -> Result<String, StartError<P::Erro
     Ok(name)
 }
 
+/// The one byte written to `INIT_NOTIFY` to say "ready" (pcid-spawner ignores its value).
+pub const READY_BYTE: [u8; 1] = [0];
+
 /// Bytes in one inputd VtEvent (`kind: usize, vt: usize`).
 pub const VT_EVENT_BYTES: usize = 16;
 

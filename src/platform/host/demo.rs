@@ -7,11 +7,14 @@
 //! plugged in and a fresh compositor draws on it; then that device is yanked, and the health probe
 //! notices and unplugs it. The last close frees each device object.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+use orbclient::{Color, Mode, Renderer};
 
 use super::consumers::{Consumer, ConsumerDisplay, ConsumerError};
 use super::kernel::Kernel;
@@ -38,67 +41,89 @@ pub struct DemoReport {
     pub clients: Vec<ClientReport>,
 }
 
-/// A compositor: starts like Orbital on `vt`, then draws until `stop`.
-fn run_compositor(
-    name: &'static str,
-    kernel: Kernel,
-    vt: usize,
-    colour: [u8; 3],
-    stop: Arc<AtomicBool>,
-) -> Result<ClientReport, ConsumerError> {
-    let mut display = ConsumerDisplay::start(&kernel, Consumer::Orbital, vt)?;
-    kernel.scheme().activate(vt); // what `inputd -A <vt>` makes inputd send
-    let (width, height) = display.size();
-    let mut shadow = vec![0u8; (width * height * 4) as usize];
-    paint_background(&mut shadow, width, Rect { x: 0, y: 0, width, height }, colour);
-    let mut report = ClientReport::default();
-    let mut damage = Rect { x: 0, y: 0, width, height };
-    let mut frame = 0u32;
-    while !stop.load(SeqCst) {
-        display.frame((damage.x, damage.y, damage.width, damage.height), &crop(&shadow, width, damage))?;
-        if display.connected {
-            report.frames += 1;
-        } else {
-            if report.frames_after_removal == 0 {
-                log::info!(
-                    "{name}: its display is gone (connector disconnected); still drawing, calls answered"
-                );
-            }
-            report.frames_after_removal += 1;
-        }
-        let size = 96.min(width / 4).min(height / 4);
-        let old = moving_box(frame, width, height, size);
-        frame += 1;
-        let new = moving_box(frame, width, height, size);
-        paint_background(&mut shadow, width, old, colour);
-        paint(&mut shadow, width, new, [255, 255, 255]);
-        damage = union(old, new);
-        thread::sleep(Duration::from_millis(4));
+/// The compositor's frame: a pixel buffer orbclient's `Renderer` draws into, as Orbital's own
+/// display buffer is.
+struct Canvas {
+    width: u32,
+    height: u32,
+    pixels: Vec<Color>,
+    mode: Cell<Mode>,
+}
+
+impl Renderer for Canvas {
+    fn width(&self) -> u32 {
+        self.width
     }
-    log::info!(
-        "{name}: closing ({} frames, {} after its device went away)",
-        report.frames,
-        report.frames_after_removal
-    );
-    Ok(report)
+    fn height(&self) -> u32 {
+        self.height
+    }
+    fn data(&self) -> &[Color] {
+        &self.pixels
+    }
+    fn data_mut(&mut self) -> &mut [Color] {
+        &mut self.pixels
+    }
+    fn sync(&mut self) -> bool {
+        true
+    }
+    fn update(&mut self) -> bool {
+        true
+    }
+    fn update_rects(&mut self, _: &[(i32, i32, u32, u32)]) -> bool {
+        true
+    }
+    fn mode(&self) -> &Cell<Mode> {
+        &self.mode
+    }
 }
 
-fn crop(shadow: &[u8], width: u32, r: Rect) -> Vec<u8> {
-    (r.y..r.y + r.height)
-        .flat_map(|y| {
-            let at = ((y * width + r.x) * 4) as usize;
-            shadow[at..at + (r.width * 4) as usize].iter().copied()
-        })
-        .collect()
+impl Canvas {
+    /// The pixels of `r` as XRGB8888 rows (orbclient's ARGB words, little-endian).
+    fn crop(&self, r: Rect) -> Vec<u8> {
+        (r.y..r.y + r.height)
+            .flat_map(|y| {
+                let row = (y * self.width + r.x) as usize;
+                self.pixels[row..row + r.width as usize].iter().flat_map(|c| c.data.to_le_bytes())
+            })
+            .collect()
+    }
 }
 
-fn moving_box(frame: u32, width: u32, height: u32, size: u32) -> Rect {
+/// The desktop: a wallpaper, three windows with title bars and text, and a ball moving across them.
+fn draw_desktop(canvas: &mut Canvas, theme: Color, name: &str, frame: u32) {
+    let (w, h) = (canvas.width, canvas.height);
+    canvas.set(theme);
+    for (i, (title, x, y)) in
+        [(name, 60, 60), ("terminal", 420, 180), ("about displayd", 180, 420)].into_iter().enumerate()
+    {
+        let (ww, wh) = (340u32, 220u32);
+        canvas.rect(x + 6, y + 6, ww, wh, Color::rgba(0, 0, 0, 90));
+        canvas.rect(x, y, ww, wh, Color::rgb(236, 239, 244));
+        canvas.rect(x, y, ww, 26, if i == 0 { Color::rgb(60, 80, 120) } else { Color::rgb(110, 120, 140) });
+        for (n, c) in title.chars().enumerate() {
+            canvas.char(x + 10 + 8 * n as i32, y + 5, c, Color::rgb(255, 255, 255));
+        }
+        let body = ["handles outlive the device", "unplug waits out sections", "no section, no register"];
+        for (line, text) in body.iter().enumerate() {
+            for (n, c) in text.chars().enumerate() {
+                canvas.char(x + 12 + 8 * n as i32, y + 40 + 20 * line as i32, c, Color::rgb(30, 30, 40));
+            }
+        }
+    }
+    let ball = moving_ball(frame, w, h);
+    let r = ball.width as i32 / 2;
+    canvas.circle(ball.x as i32 + r, ball.y as i32 + r, -r, Color::rgb(250, 200, 40));
+}
+
+const BALL: u32 = 64;
+
+fn moving_ball(frame: u32, width: u32, height: u32) -> Rect {
     let bounce = |t: u32, span: u32| if (t / span).is_multiple_of(2) { t % span } else { span - t % span };
     Rect {
-        x: bounce(frame * 7, width - size),
-        y: bounce(frame * 5, height - size),
-        width: size,
-        height: size,
+        x: bounce(frame * 7, width - BALL),
+        y: bounce(frame * 5, height - BALL),
+        width: BALL,
+        height: BALL,
     }
 }
 
@@ -109,32 +134,49 @@ fn union(a: Rect, b: Rect) -> Rect {
     Rect { x, y, width: right - x, height: bottom - y }
 }
 
-/// A vertical gradient of `colour` with a darker grid.
-fn background_pixel(x: u32, y: u32, colour: [u8; 3]) -> [u8; 3] {
-    let shade = |c: u8| (u32::from(c) * (256 - (y % 256) / 2) / 256) as u8;
-    let grid = x.is_multiple_of(64) || y.is_multiple_of(64);
-    colour.map(|c| if grid { shade(c) / 2 } else { shade(c) })
-}
-
-fn paint_background(pixels: &mut [u8], width: u32, r: Rect, colour: [u8; 3]) {
-    for y in r.y..r.y + r.height {
-        for x in r.x..r.x + r.width {
-            put(pixels, width, x, y, background_pixel(x, y, colour));
+/// A compositor: starts like Orbital on `vt`, then draws until `stop`, flushing only what changed.
+fn run_compositor(
+    name: &'static str,
+    kernel: Kernel,
+    theme: Color,
+    stop: Arc<AtomicBool>,
+) -> Result<ClientReport, ConsumerError> {
+    let vt = 3;
+    let mut display = ConsumerDisplay::start(&kernel, Consumer::Orbital, vt)?;
+    kernel.scheme().activate(vt); // what `inputd -A <vt>` makes inputd send
+    let (width, height) = display.size();
+    let mut canvas = Canvas {
+        width,
+        height,
+        pixels: vec![theme; (width * height) as usize],
+        mode: Cell::new(Mode::Blend),
+    };
+    let mut report = ClientReport::default();
+    let mut damage = Rect { x: 0, y: 0, width, height };
+    let mut frame = 0u32;
+    while !stop.load(SeqCst) {
+        draw_desktop(&mut canvas, theme, name, frame);
+        display.frame((damage.x, damage.y, damage.width, damage.height), &canvas.crop(damage))?;
+        if display.connected {
+            report.frames += 1;
+        } else {
+            if report.frames_after_removal == 0 {
+                log::info!(
+                    "{name}: its display is gone (connector disconnected); still drawing, calls answered"
+                );
+            }
+            report.frames_after_removal += 1;
         }
+        damage = union(moving_ball(frame, width, height), moving_ball(frame + 1, width, height));
+        frame += 1;
+        thread::sleep(Duration::from_millis(4));
     }
-}
-
-fn paint(pixels: &mut [u8], width: u32, r: Rect, rgb: [u8; 3]) {
-    for y in r.y..r.y + r.height {
-        for x in r.x..r.x + r.width {
-            put(pixels, width, x, y, rgb);
-        }
-    }
-}
-
-fn put(pixels: &mut [u8], width: u32, x: u32, y: u32, [r, g, b]: [u8; 3]) {
-    let at = ((y * width + x) * 4) as usize;
-    pixels[at..at + 4].copy_from_slice(&[b, g, r, 0]);
+    log::info!(
+        "{name}: closing ({} frames, {} after its device went away)",
+        report.frames,
+        report.frames_after_removal
+    );
+    Ok(report)
 }
 
 /// Polls the bound device's ID register; when it vanishes, unplugs it without touching it.
@@ -160,6 +202,10 @@ fn os(error: syscall::error::Error) -> std::io::Error {
     std::io::Error::from_raw_os_error(error.errno)
 }
 
+/// The wallpapers of the two compositors, so the screenshots tell the devices apart.
+const FIRST_THEME: Color = Color::rgb(40, 90, 160);
+const SECOND_THEME: Color = Color::rgb(60, 140, 70);
+
 /// What a monitor shows without a signal.
 fn no_signal() -> Image {
     Image { width: 640, height: 400, rgb: vec![0; 640 * 400 * 3] }
@@ -177,9 +223,9 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
         screenshots.push(path);
         Ok(())
     };
-    let spawn = |name, kernel: &Kernel, colour, stop: &Arc<AtomicBool>| {
+    let spawn = |name, kernel: &Kernel, theme, stop: &Arc<AtomicBool>| {
         let (kernel, stop) = (kernel.clone(), Arc::clone(stop));
-        thread::spawn(move || run_compositor(name, kernel, 3, colour, stop))
+        thread::spawn(move || run_compositor(name, kernel, theme, stop))
     };
 
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).map_err(os)?;
@@ -187,7 +233,7 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     plug(&kernel, &slot, 1, || log::info!("device 1: managed releases ran"))
         .map_err(std::io::Error::other)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut compositors = vec![spawn("compositor", &kernel, [40, 90, 160], &stop)];
+    let mut compositors = vec![spawn("compositor", &kernel, FIRST_THEME, &stop)];
     thread::sleep(step);
     shoot(&slot, "1-before-unplug.png")?;
 
@@ -202,7 +248,7 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     let second = plug(&kernel, &new_slot, 2, || log::info!("device 2: managed releases ran"))
         .map_err(std::io::Error::other)?;
     log::info!("device 2 plugged in; the first compositor still holds device 1");
-    compositors.push(spawn("fresh compositor", &kernel, [60, 140, 70], &stop));
+    compositors.push(spawn("fresh compositor", &kernel, SECOND_THEME, &stop));
     let probe = {
         let (kernel, stop) = (kernel.clone(), Arc::clone(&stop));
         thread::spawn(move || run_health_probe(kernel, second, stop))
@@ -246,10 +292,10 @@ mod tests {
         let [before, after, replugged] = &report.screenshots[..] else { panic!("{report:?}") };
         let (w, h, pixels) = decode(before);
         assert_eq!((w, h), (1280, 800));
-        assert_eq!(&pixels[3 * (w as usize + 1)..][..3], &background_pixel(1, 1, [40, 90, 160]));
+        assert_eq!(&pixels[3 * (w as usize + 1)..][..3], &[40, 90, 160], "the first wallpaper");
         assert!(decode(after).2.iter().all(|&b| b == 0), "after the unplug the device shows nothing");
         let (w, _, pixels) = decode(replugged);
-        assert_eq!(&pixels[3 * (w as usize + 1)..][..3], &background_pixel(1, 1, [60, 140, 70]));
+        assert_eq!(&pixels[3 * (w as usize + 1)..][..3], &[60, 140, 70], "the second device's wallpaper");
         let [first, fresh] = report.clients[..] else { panic!("{report:?}") };
         assert!(first.frames > 0 && first.frames_after_removal > 0, "{first:?}");
         assert!(fresh.frames > 0 && fresh.frames_after_removal > 0, "the yank was noticed: {fresh:?}");

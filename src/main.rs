@@ -36,7 +36,7 @@ fn main() {
 #[cfg(target_os = "redox")]
 fn main() {
     use displayd::platform::{redox::Redox, startup};
-    displayd::platform::timeline::init(log::LevelFilter::Info);
+    log_to_stderr_and_the_logging_scheme();
     // Any failure before readiness exits non-zero: pcid-spawner sees the pipe close and moves on.
     let env = match startup::read_env(|name| std::env::var(name).ok()) {
         Ok(env) => env,
@@ -51,4 +51,20 @@ fn main() {
         std::process::exit(1);
     }
     std::process::exit(platform.run());
+}
+
+/// Redox daemons log to stderr and to `/scheme/logging/<category>/<subcategory>/<name>.log`.
+#[cfg(target_os = "redox")]
+fn log_to_stderr_and_the_logging_scheme() {
+    use redox_log::{OutputBuilder, RedoxLogger};
+    let stderr = OutputBuilder::stderr().with_filter(log::LevelFilter::Info).flush_on_newline(true).build();
+    let mut logger = RedoxLogger::new().with_output(stderr).with_process_name("displayd".into());
+    match OutputBuilder::in_redox_logging_scheme("graphics", "pcie", "displayd.log") {
+        Ok(file) => {
+            logger =
+                logger.with_output(file.with_filter(log::LevelFilter::Debug).flush_on_newline(true).build())
+        }
+        Err(error) => eprintln!("displayd: no logging scheme ({error}); logging to stderr only"),
+    }
+    let _ = logger.enable();
 }

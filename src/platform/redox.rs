@@ -6,12 +6,13 @@
 
 use std::io::{Read, Write};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use libredox::flag::{MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE};
 use redox_scheme::scheme::{register_sync_scheme, SchemeState, SchemeSync};
 use redox_scheme::{RequestKind, SignalBehavior, Socket};
-use syscall::error::{Error, Result, EAGAIN, EINVAL, ENOMEM, EWOULDBLOCK};
+use syscall::error::{Error, Result, EAGAIN, EINTR, EINVAL, ENOMEM, EWOULDBLOCK};
 use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
 
 use super::pcid::{bar_mmap_offset, MemoryType, PciFunction, PcidClient, PcidError};
@@ -21,6 +22,24 @@ use crate::device::mmio::{Mmio, Vram};
 use crate::guard::Releases;
 use crate::kms::{Allocator, BufferMemory, Kms, PAGE};
 use crate::scheme::{DeviceObject, DisplayScheme};
+
+/// Set by the SIGTERM handler; the event loop acts on it.
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_signal: i32) {
+    // Only an atomic store: all a signal handler may safely do.
+    TERMINATE.store(true, Relaxed);
+}
+
+/// Installs the SIGTERM handler, without SA_RESTART so the event-queue read returns EINTR.
+fn catch_sigterm() -> std::result::Result<(), String> {
+    // SAFETY: `sigaction` is a plain C struct for which all zeroes is a valid value (default
+    // handler, empty mask, no flags); the handler is then set to a function with the C signature.
+    let mut action: libredox::data::SigAction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_sigterm as *const () as usize;
+    libredox::call::sigaction(libredox::flag::SIGTERM, Some(&action), None)
+        .map_err(|e| format!("SIGTERM: {e}"))
+}
 
 /// How often the health probe reads the ID register.
 const HEALTH_PERIOD_NS: i64 = 250_000_000;
@@ -145,10 +164,16 @@ impl Redox {
     pub fn run(&mut self) -> i32 {
         loop {
             let mut event = syscall::Event::default();
+            if TERMINATE.load(Relaxed) {
+                if let Some(code) = self.terminate() {
+                    return code;
+                }
+            }
             let Some(events) = &self.events else { return 1 };
             match events.read(&mut event) {
                 Ok(n) if n == std::mem::size_of::<syscall::Event>() => {}
                 Ok(_) => continue,
+                Err(error) if error.errno() == EINTR => continue,
                 Err(error) => {
                     log::error!("event queue: {error}");
                     return 1;
@@ -212,6 +237,17 @@ impl Redox {
         time.tv_nsec = (nanos % 1_000_000_000) as i32;
         timer.write(&time).map_err(|e| Error::new(e.errno()))?;
         Ok(())
+    }
+
+    /// SIGTERM: unplug in order (scanout off first), stop inputd, then keep serving the open
+    /// handles (as the unplug policy says) until the last one closes. `Some(0)` when it is time to exit.
+    fn terminate(&mut self) -> Option<i32> {
+        if self.scheme.unplug(Removal::Orderly) {
+            log::info!("SIGTERM: device unplugged; exiting once the last handle is closed");
+            self.inputd = None;
+        }
+        // The root handle from registration stays; anything more is a client's.
+        (self.scheme.open_handles() <= 1).then_some(0)
     }
 
     /// The scheme is gone: unplug in order (scanout off first) and exit.
@@ -295,6 +331,7 @@ impl Platform for Redox {
     }
 
     fn subscribe(&mut self) -> std::result::Result<(), String> {
+        catch_sigterm()?;
         let events = libredox::Fd::open("/scheme/event", O_CREAT | O_RDWR | O_CLOEXEC, 0)
             .map_err(|e| e.to_string())?;
         let timer = libredox::Fd::open(&format!("/scheme/time/{CLOCK_MONOTONIC}"), O_RDWR | O_CLOEXEC, 0)

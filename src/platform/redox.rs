@@ -66,6 +66,17 @@ impl Write for Channel {
     }
 }
 
+/// Closes the pcid channel when dropped. It travels with the MMIO mapping inside the revocable
+/// hardware, so the channel closes when the device is unplugged, like the BARs (devres).
+struct ClosesChannel(usize);
+
+impl Drop for ClosesChannel {
+    fn drop(&mut self) {
+        log::info!("pcid channel closed");
+        let _ = libredox::call::close(self.0);
+    }
+}
+
 /// A region this process mapped; unmapped when dropped (BARs, dumb buffers).
 struct Mapped {
     base: NonNull<u8>,
@@ -184,6 +195,9 @@ impl Redox {
                 SOURCE_TIMER => self.health_tick(),
                 _ => Ok(true),
             };
+            if self.scheme.device().is_none() && self.inputd.take().is_some() {
+                log::info!("device unplugged: inputd handle closed");
+            }
             // inputd signals only after some batches (§10): drain it on every wake-up.
             if let Err(error) = self.drain_inputd() {
                 log::warn!("inputd: {error}");
@@ -291,9 +305,10 @@ impl Platform for Redox {
         // SAFETY: each BAR mapping covers its length and lives as long as its region (the owner);
         // the driver reaches it only through those regions.
         let vram = unsafe { Vram::mapped(vram_base, vram_len, Box::new(vram_map)) };
+        let mmio_owner = Box::new((mmio_map, ClosesChannel(self.env.pcid_channel)));
         // SAFETY: as above.
-        let mmio = unsafe { Mmio::mapped(mmio_base, mmio_len, Box::new(mmio_map)) }
-            .ok_or("the MMIO BAR is too small")?;
+        let mmio =
+            unsafe { Mmio::mapped(mmio_base, mmio_len, mmio_owner) }.ok_or("the MMIO BAR is too small")?;
         let id = function.full_device_id;
         let pci = PciId {
             vendor: id.vendor_id,
@@ -305,12 +320,7 @@ impl Platform for Redox {
         let bochs =
             Bochs::probe(pci, Hardware { mmio, vram }, Options::default()).map_err(|e| e.to_string())?;
         let kms = Kms::new(Arc::new(bochs), Arc::new(AnonymousAllocator), format!("pci:{}", function.addr));
-        let releases = Releases::new();
-        let channel = self.env.pcid_channel;
-        releases.add("pcid channel", move || {
-            let _ = libredox::call::close(channel);
-        });
-        self.scheme.bind(DeviceObject::new(kms, 1, releases));
+        self.scheme.bind(DeviceObject::new(kms, 1, Releases::new()));
         Ok(())
     }
 

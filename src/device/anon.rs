@@ -88,11 +88,12 @@ impl AnonymousMapping {
         true
     }
 
-    /// The whole mapping as a slice, for scanout copies out of a dumb buffer. Clients write it
-    /// concurrently through their own mappings, as on real hardware; a copy may see a frame half drawn.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: mapped and readable for the mapping's whole life (dumb buffers are never revoked).
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    /// The whole mapping as shared memory, for scanout copies out of a dumb buffer, which clients
+    /// write concurrently through their own mappings. Not for a revoked mapping.
+    pub fn shared(&self) -> crate::device::mmio::Shared<'_> {
+        // SAFETY: mapped and readable for as long as `self` is borrowed (dumb buffers are never
+        // revoked; the emulated VRAM does not hand this out).
+        unsafe { crate::device::mmio::Shared::new(self.base, self.len) }
     }
 }
 

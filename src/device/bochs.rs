@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 
 use super::edid::{self, Mode};
-use super::mmio::{Mmio, RowCopy, Vram};
+use super::mmio::{Mmio, RowCopy, Shared, Vram};
 use super::regs::*;
 use crate::guard::Revocable;
 
@@ -153,8 +153,8 @@ pub struct Rect {
 /// Pixels to copy from: a 32-bpp buffer, its pitch, and the top-left source pixel of the copy.
 #[derive(Clone, Copy, Debug)]
 pub struct Source<'a> {
-    /// The buffer.
-    pub bytes: &'a [u8],
+    /// The buffer (a client's, which it may be writing meanwhile).
+    pub bytes: Shared<'a>,
     /// Bytes per row.
     pub pitch: usize,
     /// Source column of the copy's first pixel.
@@ -387,7 +387,7 @@ impl Bochs {
     /// Copies `rect` of a 32-bpp shadow buffer (`src`, `src_pitch` bytes per row, same coordinates
     /// as the screen) into the scanout.
     pub fn flush(&self, src: &[u8], src_pitch: usize, rect: Rect) -> Result<(), DeviceError> {
-        self.blit(Source { bytes: src, pitch: src_pitch, x: rect.x, y: rect.y }, rect)
+        self.blit(Source { bytes: src.into(), pitch: src_pitch, x: rect.x, y: rect.y }, rect)
     }
 
     /// Copies the `dst.width`×`dst.height` pixels at (`src.x`, `src.y`) of a 32-bpp buffer to `dst`

@@ -12,6 +12,7 @@
 //! This file and the platform mapping code hold the driver's `unsafe` hardware access.
 
 use std::any::Any;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -252,6 +253,64 @@ impl<const SIZE: usize> Mmio<SIZE> {
     }
 }
 
+/// Bytes the driver reads while others may write them (a client's dumb buffer, written through the
+/// client's own mapping): never exposed as a Rust reference, only copied out with raw copies.
+///
+/// # Invariants
+///
+/// * `base..base + len` is readable for `'a`.
+#[derive(Clone, Copy, Debug)]
+pub struct Shared<'a> {
+    base: NonNull<u8>,
+    len: usize,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+impl<'a> Shared<'a> {
+    /// Shared memory at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base..base + len` must stay mapped and readable for `'a`. Others may write it meanwhile.
+    pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
+        Shared { base, len, _borrow: PhantomData }
+    }
+
+    /// Bytes in it.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes from `offset` on; `None` past the end.
+    pub fn skip(self, offset: usize) -> Option<Shared<'a>> {
+        let len = self.len.checked_sub(offset)?;
+        // SAFETY: `offset <= len`, so the pointer stays inside (or one past) the same region.
+        let base = unsafe { self.base.add(offset) };
+        Some(Shared { base, len, _borrow: PhantomData })
+    }
+
+    /// Copies `dst.len()` bytes from `offset` out; `false` (copying nothing) if out of bounds.
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
+        if !offset.checked_add(dst.len()).is_some_and(|end| end <= self.len) {
+            return false;
+        }
+        // SAFETY: in bounds (checked above) and readable (invariant); `dst` is distinct memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+}
+
+impl<'a> From<&'a [u8]> for Shared<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Shared { base: NonNull::from(bytes).cast(), len: bytes.len(), _borrow: PhantomData }
+    }
+}
+
 /// Where a rectangle of rows lands in VRAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowCopy {
@@ -301,7 +360,7 @@ impl Vram {
 
     /// Copies a rectangle of rows from `src` into VRAM. Returns `false` (copying nothing) if any row
     /// would fall outside `src` or VRAM.
-    pub fn copy_rows(&self, src: &[u8], copy: RowCopy) -> bool {
+    pub fn copy_rows(&self, src: Shared<'_>, copy: RowCopy) -> bool {
         if !rows_fit(copy.src_offset, copy.src_pitch, copy.row_bytes, copy.rows, src.len())
             || !rows_fit(copy.dst_offset, copy.dst_pitch, copy.row_bytes, copy.rows, self.len())
         {
@@ -310,11 +369,11 @@ impl Vram {
         for row in 0..copy.rows {
             let from = copy.src_offset + row * copy.src_pitch;
             let to = copy.dst_offset + row * copy.dst_pitch;
-            // SAFETY: `rows_fit` proved both rows in bounds; `src` is ordinary memory, which cannot
-            // overlap the device mapping, and no Rust reference points into the mapping.
+            // SAFETY: `rows_fit` proved both rows in bounds; `src` is readable (its invariant) and
+            // is not device memory, so it cannot overlap the mapping, which no reference points into.
             unsafe {
                 std::ptr::copy_nonoverlapping(
-                    src.as_ptr().add(from),
+                    src.base.as_ptr().add(from),
                     self.mapping.base.as_ptr().add(to),
                     copy.row_bytes,
                 );
@@ -378,15 +437,15 @@ mod tests {
         let src: Vec<u8> = (1..=16).collect();
         let copy =
             RowCopy { dst_offset: 2, dst_pitch: 16, src_offset: 0, src_pitch: 4, row_bytes: 4, rows: 4 };
-        assert!(vram.copy_rows(&src, copy));
+        assert!(vram.copy_rows(src[..].into(), copy));
         let mut out = [0u8; 64];
         assert!(vram.read_into(0, &mut out));
         assert_eq!(&out[2..6], &[1, 2, 3, 4]);
         assert_eq!(&out[50..54], &[13, 14, 15, 16]);
         assert_eq!(out[6], 0);
-        assert!(!vram.copy_rows(&src, RowCopy { rows: 5, ..copy }), "source overrun");
-        assert!(!vram.copy_rows(&src, RowCopy { dst_offset: 14, ..copy }), "VRAM overrun");
-        assert!(!vram.copy_rows(&src, RowCopy { dst_pitch: usize::MAX / 2, ..copy }), "overflow");
+        assert!(!vram.copy_rows(src[..].into(), RowCopy { rows: 5, ..copy }), "source overrun");
+        assert!(!vram.copy_rows(src[..].into(), RowCopy { dst_offset: 14, ..copy }), "VRAM overrun");
+        assert!(!vram.copy_rows(src[..].into(), RowCopy { dst_pitch: usize::MAX / 2, ..copy }), "overflow");
         assert!(!vram.read_into(60, &mut [0; 8]));
     }
 

@@ -528,7 +528,13 @@ impl Call<'_> {
             let whole_screen = (plane.crtc_x, plane.crtc_y) == (0, 0)
                 && (plane.width, plane.height) == (mode.hdisplay.into(), mode.vdisplay.into());
             let result = if whole_screen {
-                let bytes = &fb.buffer.memory.bytes()[fb.offset..];
+                let bytes = fb
+                    .buffer
+                    .memory
+                    .shared()
+                    .skip(fb.offset)
+                    .ok_or(DeviceError::OutOfBounds)
+                    .map_err(device)?;
                 let src = crate::device::bochs::Source {
                     bytes,
                     pitch: fb.pitch as usize,

@@ -53,9 +53,9 @@ pub trait BufferMemory: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The bytes, for scanout copies. Clients write them concurrently through their mappings; a
-    /// copy may see a frame half drawn, as a real scanout would.
-    fn bytes(&self) -> &[u8];
+    /// The bytes, for scanout copies. Clients write them concurrently through their mappings, so
+    /// they are only ever copied out (a copy may see a frame half drawn, as a real scanout would).
+    fn shared(&self) -> crate::device::mmio::Shared<'_>;
 }
 
 /// Makes buffer memory (platform code: anonymous mappings on Linux, `fmap` on Redox).
@@ -367,7 +367,12 @@ impl Kms {
         if left >= right || top >= bottom {
             return Ok(());
         }
-        let bytes = &fb.buffer.memory.bytes()[fb.offset..];
+        let bytes = fb
+            .buffer
+            .memory
+            .shared()
+            .skip(fb.offset)
+            .ok_or(crate::device::bochs::DeviceError::OutOfBounds)?;
         let src = Source { bytes, pitch: fb.pitch as usize, x: left, y: top };
         let dst = Rect {
             x: plane.crtc_x + (left - plane.src_x),

@@ -120,10 +120,10 @@ impl BufferMemory for Mapped {
     fn len(&self) -> usize {
         self.len
     }
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: mapped readable for the mapping's life; clients write it through their own
-        // mappings of the same frames, which at worst tears what a copy sees.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    fn shared(&self) -> crate::device::mmio::Shared<'_> {
+        // SAFETY: mapped readable for as long as `self` is borrowed; clients write the same frames
+        // through their own mappings, which `Shared` allows.
+        unsafe { crate::device::mmio::Shared::new(self.base, self.len) }
     }
 }
 

@@ -138,8 +138,9 @@ impl Mapping {
 
     /// Reads the mapping back.
     pub fn read(&self, at: usize, len: usize) -> Option<Vec<u8>> {
-        let end = at.checked_add(len).filter(|&end| end <= self.len)?;
-        Some(self.memory.bytes()[self.within + at..self.within + end].to_vec())
+        at.checked_add(len).filter(|&end| end <= self.len)?;
+        let mut out = vec![0; len];
+        self.memory.shared().read(self.within + at, &mut out).then_some(out)
     }
 
     /// Bytes in the mapping.

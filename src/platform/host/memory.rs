@@ -24,7 +24,7 @@ impl BufferMemory for AnonymousMapping {
     fn len(&self) -> usize {
         AnonymousMapping::len(self)
     }
-    fn bytes(&self) -> &[u8] {
-        AnonymousMapping::bytes(self)
+    fn shared(&self) -> crate::device::mmio::Shared<'_> {
+        AnonymousMapping::shared(self)
     }
 }

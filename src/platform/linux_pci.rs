@@ -1,0 +1,206 @@
+//! A real PCI function on Linux (issue #7's platform): find the Bochs adapter under sysfs, enable it,
+//! and map its BARs (`resource0`: VRAM, `resource2`: MMIO) into the driver's revocable hardware.
+//!
+//! Guarantees: only functions whose `vendor`/`device` files name a Bochs adapter are returned; a
+//! missing or malformed attribute is an error naming the file; each BAR mapping is unmapped exactly
+//! once, when the hardware that owns it is dropped (at unplug).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use crate::device::bochs::{Hardware, PciId, SUPPORTED_IDS};
+use crate::device::mmio::{Mmio, Vram};
+use crate::device::regs::MMIO_BYTES;
+
+/// A PCI function found in sysfs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciFunction {
+    /// Its sysfs directory (`/sys/bus/pci/devices/0000:00:02.0`).
+    pub path: PathBuf,
+    /// Its slot name (`0000:00:02.0`, the uevent's PCI_SLOT_NAME).
+    pub slot: String,
+    /// Its ids.
+    pub id: PciId,
+}
+
+fn invalid(path: &Path, what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display()))
+}
+
+/// Reads a sysfs attribute holding one hex number (`0x1234\n`).
+fn read_hex(path: &Path) -> io::Result<u32> {
+    let text = std::fs::read_to_string(path)?;
+    let digits = text.trim().trim_start_matches("0x");
+    u32::from_str_radix(digits, 16).map_err(|_| invalid(path, "not a hex number"))
+}
+
+/// The Bochs adapters under `sysfs` (normally `/sys`), in slot order.
+pub fn find_bochs(sysfs: &Path) -> io::Result<Vec<PciFunction>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(sysfs.join("bus/pci/devices"))? {
+        let path = entry?.path();
+        let attr = |name: &str| read_hex(&path.join(name));
+        let (vendor, device) = (attr("vendor")? as u16, attr("device")? as u16);
+        if !SUPPORTED_IDS.contains(&(vendor, device)) {
+            continue;
+        }
+        let class = attr("class")?;
+        let id = PciId {
+            vendor,
+            device,
+            class: (class >> 16) as u8,
+            subclass: (class >> 8) as u8,
+            revision: attr("revision")? as u8,
+        };
+        let slot = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        found.push(PciFunction { path, slot, id });
+    }
+    found.sort_by(|a, b| a.slot.cmp(&b.slot));
+    Ok(found)
+}
+
+impl PciFunction {
+    /// Turns on memory decoding if the function is disabled (`enable` reads 0).
+    pub fn enable(&self) -> io::Result<()> {
+        let path = self.path.join("enable");
+        if std::fs::read_to_string(&path)?.trim() == "0" {
+            std::fs::write(&path, "1")?;
+        }
+        Ok(())
+    }
+
+    /// Maps both BARs.
+    pub fn map_bars(&self) -> io::Result<Hardware> {
+        let vram = FileMapping::new(&self.path.join("resource0"))?;
+        let mmio = FileMapping::new(&self.path.join("resource2"))?;
+        let (vram_base, vram_len) = (vram.base, vram.len);
+        let (mmio_base, mmio_len) = (mmio.base, mmio.len);
+        // SAFETY: each mapping covers its length and is owned by the region made from it, so it stays
+        // mapped for the region's life; the driver reaches it only through that region.
+        let vram = unsafe { Vram::mapped(vram_base, vram_len, Box::new(vram)) };
+        // SAFETY: as above.
+        let mmio = unsafe { Mmio::<MMIO_BYTES>::mapped(mmio_base, mmio_len, Box::new(mmio)) }
+            .ok_or_else(|| invalid(&self.path.join("resource2"), "smaller than the Bochs MMIO BAR"))?;
+        Ok(Hardware { mmio, vram })
+    }
+}
+
+/// A shared mapping of a whole sysfs resource file, unmapped when dropped.
+struct FileMapping {
+    base: NonNull<u8>,
+    len: usize,
+    _file: File,
+}
+
+// SAFETY: device memory accessed only through volatile accesses and raw copies whose ordering is the
+// driver's protocol.
+unsafe impl Send for FileMapping {}
+// SAFETY: as above.
+unsafe impl Sync for FileMapping {}
+
+impl FileMapping {
+    fn new(path: &Path) -> io::Result<FileMapping> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| invalid(path, "too large"))?;
+        if len == 0 {
+            return Err(invalid(path, "empty BAR"));
+        }
+        // SAFETY: a fresh shared mapping of an open file at an address the kernel picks aliases
+        // nothing of ours; the result is checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = NonNull::new(base.cast()).ok_or_else(|| invalid(path, "mapped at null"))?;
+        Ok(FileMapping { base, len, _file: file })
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once; its regions are gone when the owner drops.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::bochs::{Bochs, DeviceError, Options, Rect, Removal};
+    use crate::device::regs::{DISPI, DISPI_ID, DISPI_VIDEO_MEMORY_64K, ID_LATEST};
+
+    /// A sysfs tree with one function; the MMIO "BAR" is a file holding the registers a probe reads.
+    fn fake_sysfs(vendor: u16, device: u16) -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "displayd-sysfs-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Relaxed)
+        ));
+        let dir = root.join("bus/pci/devices/0000:00:02.0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let other = root.join("bus/pci/devices/0000:00:01.0");
+        std::fs::create_dir_all(&other).unwrap();
+        for (d, v, id) in [(&dir, vendor, device), (&other, 0x8086, 0x1237)] {
+            std::fs::write(d.join("vendor"), format!("0x{v:04x}\n")).unwrap();
+            std::fs::write(d.join("device"), format!("0x{id:04x}\n")).unwrap();
+            std::fs::write(d.join("class"), "0x038000\n").unwrap();
+            std::fs::write(d.join("revision"), "0x02\n").unwrap();
+        }
+        std::fs::write(dir.join("enable"), "0\n").unwrap();
+        File::create(dir.join("resource0")).unwrap().set_len(4 << 20).unwrap();
+        let mut mmio = vec![0u8; MMIO_BYTES];
+        mmio[DISPI + 2 * DISPI_ID..][..2].copy_from_slice(&ID_LATEST.to_le_bytes());
+        mmio[DISPI + 2 * DISPI_VIDEO_MEMORY_64K..][..2].copy_from_slice(&64u16.to_le_bytes());
+        std::fs::write(dir.join("resource2"), mmio).unwrap();
+        root
+    }
+
+    #[test]
+    fn finds_enables_and_maps_a_bochs_function_and_unmaps_at_unplug() {
+        let root = fake_sysfs(0x1234, 0x1111);
+        let found = find_bochs(&root).unwrap();
+        assert_eq!(found.len(), 1, "only the Bochs function");
+        let function = &found[0];
+        assert_eq!(function.slot, "0000:00:02.0");
+        assert_eq!(
+            function.id,
+            PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 }
+        );
+        function.enable().unwrap();
+        assert_eq!(std::fs::read_to_string(function.path.join("enable")).unwrap(), "1");
+        let bochs = Bochs::probe(function.id, function.map_bars().unwrap(), Options::default()).unwrap();
+        assert_eq!(bochs.vram_bytes(), 4 << 20);
+        bochs.set_mode(640, 480).unwrap();
+        bochs.flush(&[7u8; 640 * 4], 640 * 4, Rect { x: 0, y: 0, width: 640, height: 1 }).unwrap();
+        let vram = std::fs::read(function.path.join("resource0")).unwrap();
+        assert!(vram[..640 * 4].iter().all(|&b| b == 7), "the flush reached the BAR");
+        assert!(bochs.unplug(Removal::Orderly));
+        assert_eq!(bochs.set_mode(640, 480), Err(DeviceError::Gone));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn other_devices_and_broken_attributes_are_not_taken() {
+        let root = fake_sysfs(0x1af4, 0x1050);
+        assert!(find_bochs(&root).unwrap().is_empty());
+        std::fs::write(root.join("bus/pci/devices/0000:00:02.0/vendor"), "nonsense").unwrap();
+        let error = find_bochs(&root).unwrap_err();
+        assert!(error.to_string().contains("vendor"), "{error}");
+        assert!(find_bochs(Path::new("/nonexistent")).is_err());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
-use displayd::device::bochs::{Bochs, Hardware, Options, PciId, Rect};
+use displayd::device::bochs::{Bochs, Hardware, Options, Rect, QEMU_BOCHS_DISPLAY};
 use displayd::device::emulated::{Config, EmulatedDevice};
 
 mod common;
@@ -26,8 +26,7 @@ const CASES: [(&str, Rect); 2] = [
 fn flush(c: &mut Criterion) {
     let dev = EmulatedDevice::new(Config::default()).expect("emulated device");
     let (vram, mmio) = dev.map_bars();
-    let pci = PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 };
-    let bochs = Bochs::probe(pci, Hardware { mmio, vram }, Options::default()).expect("probe");
+    let bochs = Bochs::probe(QEMU_BOCHS_DISPLAY, Hardware { mmio, vram }, Options::default()).expect("probe");
     bochs.set_mode(WIDTH as u16, HEIGHT as u16).expect("mode set");
     // Filled with non-zero bytes so that every page of both buffers is really there.
     let shadow = vec![0x5au8; PITCH * HEIGHT as usize];

@@ -2,11 +2,13 @@
 //! the health probe, unplug, and the tripwire that makes a use-after-unplug crash.
 #![cfg(not(loom))]
 
-use displayd::device::bochs::{Bochs, DeviceError, Hardware, Health, Options, PciId, Rect, Removal};
+use displayd::device::bochs::{
+    Bochs, DeviceError, Hardware, Health, Options, PciId, Rect, Removal, QEMU_BOCHS_DISPLAY,
+};
 use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
 use displayd::device::regs::*;
 
-const BOCHS_DISPLAY: PciId = PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 };
+const BOCHS_DISPLAY: PciId = QEMU_BOCHS_DISPLAY;
 const STDVGA: PciId = PciId { subclass: 0, ..BOCHS_DISPLAY };
 
 fn device(config: Config) -> EmulatedDevice {

@@ -150,6 +150,20 @@ pub struct Rect {
     pub height: u32,
 }
 
+impl Rect {
+    /// The smallest rectangle holding both.
+    pub fn union(self, other: Rect) -> Rect {
+        let (x, y) = (self.x.min(other.x), self.y.min(other.y));
+        let right = (self.x + self.width).max(other.x + other.width);
+        let bottom = (self.y + self.height).max(other.y + other.height);
+        Rect { x, y, width: right - x, height: bottom - y }
+    }
+}
+
+/// QEMU's `bochs-display` as it presents itself on PCI (display class, "other" subclass, rev 2).
+pub const QEMU_BOCHS_DISPLAY: PciId =
+    PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 };
+
 /// Pixels to copy from: a 32-bpp buffer, its pitch, and the top-left source pixel of the copy.
 #[derive(Clone, Copy, Debug)]
 pub struct Source<'a> {

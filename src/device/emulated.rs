@@ -13,8 +13,8 @@
 use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
-use super::anon::AnonymousMapping;
 use super::edid::{self, Mode};
+use super::host_mapping::HostMapping;
 use super::mmio::{Mmio, RegisterFile, Vram, Width};
 use super::regs;
 
@@ -90,7 +90,7 @@ pub struct EmulatedDevice {
 
 struct Inner {
     config: Config,
-    vram: AnonymousMapping,
+    vram: HostMapping,
     dispi: Mutex<Dispi>,
     edid: [u8; regs::EDID_BYTES],
     state: AtomicU8,
@@ -109,7 +109,7 @@ struct Dispi {
 impl EmulatedDevice {
     /// Builds a device; fails only if the VRAM mapping cannot be made.
     pub fn new(config: Config) -> std::io::Result<Self> {
-        let vram = AnonymousMapping::new(config.vram_bytes, true)?;
+        let vram = HostMapping::anonymous(config.vram_bytes, true)?;
         let mut edid_area = [0u8; regs::EDID_BYTES];
         if let Some((w, h)) = config.edid_preferred {
             let preferred = Mode { preferred: true, ..Mode::synthesized(w, h) };

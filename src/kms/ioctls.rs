@@ -570,7 +570,7 @@ impl Call<'_> {
                     let (x2, y2) = (at(4).min(whole.width), at(6).min(whole.height));
                     (x1 < x2 && y1 < y2).then_some(Rect { x: x1, y: y1, width: x2 - x1, height: y2 - y1 })
                 })
-                .reduce(bounding_box)
+                .reduce(Rect::union)
         };
         let Some(active) = self.state.active_vt else { return Ok(()) };
         let plane = self.state.vts.get(&active).map(|vt| vt.plane).unwrap_or_default();
@@ -722,12 +722,4 @@ impl Call<'_> {
         p.set_u32(8, kind);
         Ok(())
     }
-}
-
-/// The smallest rectangle holding both.
-fn bounding_box(a: Rect, b: Rect) -> Rect {
-    let (left, top) = (a.x.min(b.x), a.y.min(b.y));
-    let right = (a.x + a.width).max(b.x + b.width);
-    let bottom = (a.y + a.height).max(b.y + b.height);
-    Rect { x: left, y: top, width: right - left, height: bottom - top }
 }

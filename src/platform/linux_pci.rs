@@ -5,13 +5,11 @@
 //! missing or malformed attribute is an error naming the file; each BAR mapping is unmapped exactly
 //! once, when the hardware that owns it is dropped (at unplug).
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 
 use crate::device::bochs::{Hardware, PciId, SUPPORTED_IDS};
+use crate::device::host_mapping::HostMapping;
 use crate::device::mmio::{Mmio, Vram};
 use crate::device::regs::MMIO_BYTES;
 
@@ -74,10 +72,10 @@ impl PciFunction {
 
     /// Maps both BARs.
     pub fn map_bars(&self) -> io::Result<Hardware> {
-        let vram = FileMapping::new(&self.path.join("resource0"))?;
-        let mmio = FileMapping::new(&self.path.join("resource2"))?;
-        let (vram_base, vram_len) = (vram.base, vram.len);
-        let (mmio_base, mmio_len) = (mmio.base, mmio.len);
+        let vram = HostMapping::of_file(&self.path.join("resource0"))?;
+        let mmio = HostMapping::of_file(&self.path.join("resource2"))?;
+        let (vram_base, vram_len) = (vram.base(), vram.len());
+        let (mmio_base, mmio_len) = (mmio.base(), mmio.len());
         // SAFETY: each mapping covers its length and is owned by the region made from it, so it stays
         // mapped for the region's life; the driver reaches it only through that region.
         let vram = unsafe { Vram::mapped(vram_base, vram_len, Box::new(vram)) };
@@ -88,58 +86,12 @@ impl PciFunction {
     }
 }
 
-/// A shared mapping of a whole sysfs resource file, unmapped when dropped.
-struct FileMapping {
-    base: NonNull<u8>,
-    len: usize,
-    _file: File,
-}
-
-// SAFETY: device memory accessed only through volatile accesses and raw copies whose ordering is the
-// driver's protocol.
-unsafe impl Send for FileMapping {}
-// SAFETY: as above.
-unsafe impl Sync for FileMapping {}
-
-impl FileMapping {
-    fn new(path: &Path) -> io::Result<FileMapping> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).map_err(|_| invalid(path, "too large"))?;
-        if len == 0 {
-            return Err(invalid(path, "empty BAR"));
-        }
-        // SAFETY: a fresh shared mapping of an open file at an address the kernel picks aliases
-        // nothing of ours; the result is checked below.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(base.cast()).ok_or_else(|| invalid(path, "mapped at null"))?;
-        Ok(FileMapping { base, len, _file: file })
-    }
-}
-
-impl Drop for FileMapping {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, unmapped once; its regions are gone when the owner drops.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::device::bochs::{Bochs, DeviceError, Options, Rect, Removal};
     use crate::device::regs::{DISPI, DISPI_ID, DISPI_VIDEO_MEMORY_64K, ID_LATEST};
+    use std::fs::File;
 
     /// A sysfs tree with one function; the MMIO "BAR" is a file holding the registers a probe reads.
     fn fake_sysfs(vendor: u16, device: u16) -> PathBuf {

@@ -127,13 +127,6 @@ fn moving_ball(frame: u32, width: u32, height: u32) -> Rect {
     }
 }
 
-fn union(a: Rect, b: Rect) -> Rect {
-    let (x, y) = (a.x.min(b.x), a.y.min(b.y));
-    let right = (a.x + a.width).max(b.x + b.width);
-    let bottom = (a.y + a.height).max(b.y + b.height);
-    Rect { x, y, width: right - x, height: bottom - y }
-}
-
 /// A compositor: starts like Orbital on `vt`, then draws until `stop`, flushing only what changed.
 fn run_compositor(
     name: &'static str,
@@ -167,7 +160,7 @@ fn run_compositor(
             }
             report.frames_after_removal += 1;
         }
-        damage = union(moving_ball(frame, width, height), moving_ball(frame + 1, width, height));
+        damage = moving_ball(frame, width, height).union(moving_ball(frame + 1, width, height));
         frame += 1;
         thread::sleep(Duration::from_millis(4));
     }

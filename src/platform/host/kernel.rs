@@ -132,8 +132,14 @@ pub struct Mapping {
 impl Mapping {
     /// Writes pixels into the mapping (what a client's stores do); `false` if out of bounds.
     pub fn write(&self, at: usize, data: &[u8]) -> bool {
-        let fits = at.checked_add(data.len()).is_some_and(|end| end <= self.len);
-        fits && self.write_unchecked(self.within + at, data)
+        if !at.checked_add(data.len()).is_some_and(|end| end <= self.len) {
+            return false;
+        }
+        let base = self.memory.address() as *mut u8;
+        // SAFETY: `at + data.len()` is inside the mapping (checked above), which `lend` checked
+        // against the buffer, which `self.memory` keeps mapped.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(self.within + at), data.len()) };
+        true
     }
 
     /// Reads the mapping back.
@@ -151,14 +157,6 @@ impl Mapping {
     /// Whether the mapping is empty (never: mmap refuses zero lengths).
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    fn write_unchecked(&self, at: usize, data: &[u8]) -> bool {
-        let base = self.memory.address() as *mut u8;
-        // SAFETY: `at + data.len()` is inside the lent memory (checked by the caller against the
-        // mapping, which `lend` checked against the buffer), which `self.memory` keeps mapped.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(at), data.len()) };
-        true
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use syscall::error::{Error, Result, ENOMEM};
 
-use crate::device::anon::AnonymousMapping;
+use crate::device::host_mapping::HostMapping;
 use crate::kms::{Allocator, BufferMemory};
 
 /// Hands out one fresh anonymous mapping per dumb buffer.
@@ -12,19 +12,19 @@ pub struct HostAllocator;
 
 impl Allocator for HostAllocator {
     fn allocate(&self, len: usize) -> Result<Arc<dyn BufferMemory>> {
-        let mapping = AnonymousMapping::new(len, false).map_err(|_| Error::new(ENOMEM))?;
+        let mapping = HostMapping::anonymous(len, false).map_err(|_| Error::new(ENOMEM))?;
         Ok(Arc::new(mapping))
     }
 }
 
-impl BufferMemory for AnonymousMapping {
+impl BufferMemory for HostMapping {
     fn address(&self) -> usize {
         self.base().as_ptr() as usize
     }
     fn len(&self) -> usize {
-        AnonymousMapping::len(self)
+        HostMapping::len(self)
     }
     fn shared(&self) -> crate::device::mmio::Shared<'_> {
-        AnonymousMapping::shared(self)
+        HostMapping::shared(self)
     }
 }

@@ -9,13 +9,9 @@ pub mod memory;
 
 use std::sync::Arc;
 
-use crate::device::bochs::{Bochs, DeviceError, Hardware, Options, PciId};
+use crate::device::bochs::{Bochs, DeviceError, Hardware, Options, QEMU_BOCHS_DISPLAY};
 use crate::device::emulated::EmulatedDevice;
 use crate::guard::Releases;
-
-/// How QEMU's bochs-display presents itself on PCI.
-pub const BOCHS_DISPLAY_PCI: PciId =
-    PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 };
 
 /// Plugs the emulated device in `slot` into the display scheme as device object `instance`: maps
 /// its BARs, probes it, builds its KMS state, and binds it for new opens. `on_release` runs when
@@ -29,7 +25,7 @@ pub fn plug(
     let releases = Releases::new();
     releases.add("device object", on_release);
     let (vram, mmio) = slot.map_bars();
-    let bochs = Bochs::probe(BOCHS_DISPLAY_PCI, Hardware { mmio, vram }, Options::default())?;
+    let bochs = Bochs::probe(QEMU_BOCHS_DISPLAY, Hardware { mmio, vram }, Options::default())?;
     let kms =
         crate::kms::Kms::new(Arc::new(bochs), Arc::new(memory::HostAllocator), "pci:0000:00:02.0".into());
     let device = crate::scheme::DeviceObject::new(kms, instance, releases);

@@ -1,48 +1,62 @@
-//! Page-aligned anonymous memory for Linux hosts: the emulated device's VRAM and dumb buffers.
+//! Memory mappings on Linux hosts: anonymous memory (the emulated device's VRAM, dumb buffers) and
+//! shared file mappings (a real device's sysfs `resource` files).
 //!
-//! Guarantees: the mapping is private to this process, zero-filled, a whole number of pages, never
-//! reused for anything else, and unmapped exactly once when dropped. [`AnonymousMapping::revoke`]
-//! makes every later access fault (how the emulated device "removes" its VRAM).
+//! Guarantees: a mapping is page-aligned, a whole number of pages, never reused for anything else,
+//! and unmapped exactly once when dropped; anonymous ones are private and zero-filled.
+//! [`HostMapping::revoke`] makes every later access fault (how the emulated device "removes" its VRAM).
 
 use std::ptr::NonNull;
 
-/// An anonymous mapping.
+/// A mapping made by this process.
 ///
 /// # Invariants
 ///
 /// * `base..base + len` is mapped from creation until drop (readable and writable until revoked).
-pub struct AnonymousMapping {
+pub struct HostMapping {
     base: NonNull<u8>,
     len: usize,
 }
 
 // SAFETY: the mapping is plain process memory; all access goes through raw copies whose ordering is
 // the driver's protocol, and revocation is an `mprotect`, which is thread-safe.
-unsafe impl Send for AnonymousMapping {}
+unsafe impl Send for HostMapping {}
 // SAFETY: as above.
-unsafe impl Sync for AnonymousMapping {}
+unsafe impl Sync for HostMapping {}
 
-impl AnonymousMapping {
-    /// Maps `len` bytes (rounded up to pages); `prefault` touches every page now.
-    pub fn new(len: usize, prefault: bool) -> std::io::Result<Self> {
+impl HostMapping {
+    /// Maps `len` bytes (rounded up to pages) of zeroed memory; `prefault` touches every page now.
+    pub fn anonymous(len: usize, prefault: bool) -> std::io::Result<Self> {
         let len = len.div_ceil(4096).max(1) * 4096;
         let populate = if prefault { libc::MAP_POPULATE } else { 0 };
-        // SAFETY: a fresh private anonymous mapping aliases nothing; the result is checked below.
+        Self::map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | populate, -1)
+    }
+
+    /// Maps the whole of the file at `path`, shared (writes reach the file or the device behind it).
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let len =
+            usize::try_from(file.metadata()?.len()).map_err(|_| std::io::Error::other("file too large"))?;
+        if len == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: empty", path.display()),
+            ));
+        }
+        // The mapping stays valid after the descriptor closes (when `file` drops).
+        Self::map(len, libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(&file))
+    }
+
+    fn map(len: usize, flags: libc::c_int, fd: libc::c_int) -> std::io::Result<Self> {
+        // SAFETY: a fresh mapping at an address the kernel picks aliases nothing of ours; the result
+        // is checked below.
         let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | populate,
-                -1,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0)
         };
         if base == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
         let base = NonNull::new(base.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))?;
-        Ok(AnonymousMapping { base, len })
+        Ok(HostMapping { base, len })
     }
 
     /// The first byte.
@@ -97,7 +111,7 @@ impl AnonymousMapping {
     }
 }
 
-impl Drop for AnonymousMapping {
+impl Drop for HostMapping {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping, once; nothing refers to it after drop.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };

@@ -199,11 +199,23 @@ fn rect_copy(src: Source<'_>, dst: Rect, scanout: Scanout, frame: usize) -> Resu
     })
 }
 
+/// Blanks or unblanks the VGA output through the VGA ports at MMIO 0x400: the attribute
+/// controller's palette-address-source bit, which stdvga and secondary-vga start with cleared (black
+/// screen). secondary-vga has the same ids and class as bochs-display, which has no VGA ports, so
+/// nothing tells them apart: like Linux's bochs driver, always write, and on bochs-display the writes
+/// land in unassigned MMIO, which ignores them.
+fn vga_blank(mmio: &Mmio<MMIO_BYTES>, blank: bool) {
+    const MISC_OUTPUT_WRITE: usize = VGA_PORTS + 0x02; // port 0x3c2
+    const INPUT_STATUS_1: usize = VGA_PORTS + 0x1a; // port 0x3da, colour mode
+    mmio.write8::<MISC_OUTPUT_WRITE>(0x01); // colour mode, so 0x3da is the status port
+    mmio.read8::<INPUT_STATUS_1>(); // resets the attribute flip-flop to "index"
+    mmio.write8::<VGA_PORTS>(if blank { 0 } else { 0x20 });
+}
+
 /// A probed Bochs adapter.
 pub struct Bochs {
     hw: Revocable<Hardware>,
     vram_bytes: usize,
-    vga_ports: bool,
     edid: Option<Vec<u8>>,
     modes: Vec<Mode>,
     scanout: Mutex<Option<Scanout>>,
@@ -256,14 +268,7 @@ impl Bochs {
             }
             (hw.vram.len().min(reported), blob)
         };
-        let mut device = Bochs {
-            hw,
-            vram_bytes,
-            vga_ports: pci.subclass == 0,
-            edid: None,
-            modes: Vec::new(),
-            scanout: Mutex::new(None),
-        };
+        let mut device = Bochs { hw, vram_bytes, edid: None, modes: Vec::new(), scanout: Mutex::new(None) };
         match edid::parse(&edid_blob) {
             Ok(parsed) => {
                 device.modes =
@@ -334,6 +339,7 @@ impl Bochs {
         let pitch = u32::from(width) * BYTES_PER_PIXEL;
         let virt_height = (self.vram_bytes / pitch as usize).min(usize::from(u16::MAX)) as u16;
         let m = &hw.mmio;
+        vga_blank(m, false);
         m.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
         m.write16::<{ DISPI + 2 * DISPI_BPP }>(32);
         m.write16::<{ DISPI + 2 * DISPI_XRES }>(width);
@@ -383,18 +389,10 @@ impl Bochs {
         Ok(moved)
     }
 
-    /// Blanks or unblanks the output: the VGA attribute controller's palette-address-source bit on
-    /// adapters with VGA ports (stdvga, secondary-vga); bochs-display has none, so there it only
-    /// checks that the device is present.
+    /// Blanks or unblanks the output (see [`vga_blank`]).
     pub fn blank(&self, blank: bool) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        if self.vga_ports {
-            const MISC_OUTPUT_WRITE: usize = VGA_PORTS + 0x02; // port 0x3c2
-            const INPUT_STATUS_1: usize = VGA_PORTS + 0x1a; // port 0x3da, colour mode
-            hw.mmio.write8::<MISC_OUTPUT_WRITE>(0x01); // colour mode, so 0x3da is the status port
-            hw.mmio.read8::<INPUT_STATUS_1>(); // resets the attribute flip-flop to "index"
-            hw.mmio.write8::<VGA_PORTS>(if blank { 0 } else { 0x20 });
-        }
+        vga_blank(&hw.mmio, blank);
         Ok(())
     }
 

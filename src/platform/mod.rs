@@ -4,7 +4,7 @@
 #[cfg(not(target_os = "redox"))]
 pub mod host;
 #[cfg(target_os = "linux")]
-pub mod linux_pci;
+pub mod linux;
 pub mod pcid;
 #[cfg(target_os = "redox")]
 pub mod redox;

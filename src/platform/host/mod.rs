@@ -2,6 +2,7 @@
 //! the kernel between clients and the scheme. Tests, benches and the demo run here.
 
 pub mod consumers;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod drm;
 pub mod kernel;
@@ -9,26 +10,40 @@ pub mod memory;
 
 use std::sync::Arc;
 
-use crate::device::bochs::{Bochs, DeviceError, Hardware, Options, QEMU_BOCHS_DISPLAY};
+use crate::device::bochs::{Bochs, DeviceError, Hardware, Options, PciId, QEMU_BOCHS_DISPLAY};
 use crate::device::emulated::EmulatedDevice;
 use crate::guard::Releases;
+use crate::scheme::DeviceObject;
 
-/// Plugs the emulated device in `slot` into the display scheme as device object `instance`: maps
-/// its BARs, probes it, builds its KMS state, and binds it for new opens. `on_release` runs when
-/// the device object's last reference goes.
+/// Plugs the emulated device in `slot` into the display scheme as device object `instance` (see
+/// [`plug_hardware`]).
 pub fn plug(
     kernel: &kernel::Kernel,
     slot: &EmulatedDevice,
     instance: u32,
     on_release: impl FnOnce() + Send + 'static,
-) -> Result<Arc<crate::scheme::DeviceObject>, DeviceError> {
+) -> Result<Arc<DeviceObject>, DeviceError> {
+    let (vram, mmio) = slot.map_bars();
+    let hardware = Hardware { mmio, vram };
+    plug_hardware(kernel, QEMU_BOCHS_DISPLAY, hardware, "pci:0000:00:02.0", instance, on_release)
+}
+
+/// Plugs mapped Bochs hardware into the display scheme as device object `instance`: probes it,
+/// builds its KMS state (`unique` is the DRM bus id clients read), and binds it for new opens.
+/// `on_release` runs when the device object's last reference goes, or now if set-up fails.
+pub fn plug_hardware(
+    kernel: &kernel::Kernel,
+    pci: PciId,
+    hardware: Hardware,
+    unique: &str,
+    instance: u32,
+    on_release: impl FnOnce() + Send + 'static,
+) -> Result<Arc<DeviceObject>, DeviceError> {
     let releases = Releases::new();
     releases.add("device object", on_release);
-    let (vram, mmio) = slot.map_bars();
-    let bochs = Bochs::probe(QEMU_BOCHS_DISPLAY, Hardware { mmio, vram }, Options::default())?;
-    let kms =
-        crate::kms::Kms::new(Arc::new(bochs), Arc::new(memory::HostAllocator), "pci:0000:00:02.0".into());
-    let device = crate::scheme::DeviceObject::new(kms, instance, releases);
+    let bochs = Bochs::probe(pci, hardware, Options::default())?;
+    let kms = crate::kms::Kms::new(Arc::new(bochs), Arc::new(memory::HostAllocator), unique.into());
+    let device = DeviceObject::new(kms, instance, releases);
     kernel.scheme().bind(Arc::clone(&device));
     Ok(device)
 }

@@ -39,11 +39,19 @@ fn read_hex(path: &Path) -> io::Result<u32> {
 pub fn find_bochs(sysfs: &Path) -> io::Result<Vec<PciFunction>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(sysfs.join("bus/pci/devices"))? {
-        let path = entry?.path();
+        found.extend(PciFunction::bochs_at(&entry?.path())?);
+    }
+    found.sort_by(|a, b| a.slot.cmp(&b.slot));
+    Ok(found)
+}
+
+impl PciFunction {
+    /// The function whose sysfs directory is `path`, if it is a Bochs adapter.
+    pub fn bochs_at(path: &Path) -> io::Result<Option<PciFunction>> {
         let attr = |name: &str| read_hex(&path.join(name));
         let (vendor, device) = (attr("vendor")? as u16, attr("device")? as u16);
         if !SUPPORTED_IDS.contains(&(vendor, device)) {
-            continue;
+            return Ok(None);
         }
         let class = attr("class")?;
         let id = PciId {
@@ -54,13 +62,26 @@ pub fn find_bochs(sysfs: &Path) -> io::Result<Vec<PciFunction>> {
             revision: attr("revision")? as u8,
         };
         let slot = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        found.push(PciFunction { path, slot, id });
+        Ok(Some(PciFunction { path: path.to_path_buf(), slot, id }))
     }
-    found.sort_by(|a, b| a.slot.cmp(&b.slot));
-    Ok(found)
-}
 
-impl PciFunction {
+    /// Where BAR `bar` starts in the physical address space, from the `resource` table; 0 while the
+    /// kernel has not assigned it.
+    pub fn bar_address(&self, bar: usize) -> io::Result<u64> {
+        let path = self.path.join("resource");
+        let table = std::fs::read_to_string(&path)?;
+        let line = table.lines().nth(bar).ok_or_else(|| invalid(&path, "too few lines"))?;
+        let start = line.split_whitespace().next().unwrap_or_default();
+        u64::from_str_radix(start.trim_start_matches("0x"), 16)
+            .map_err(|_| invalid(&path, "not a hex number"))
+    }
+
+    /// Whether the kernel has given both BARs an address yet. A hot-plugged function's `add@`
+    /// uevent can come before its BARs are assigned, and enabling it then fails with EINVAL.
+    pub fn bars_assigned(&self) -> io::Result<bool> {
+        Ok(self.bar_address(0)? != 0 && self.bar_address(2)? != 0)
+    }
+
     /// Turns on memory decoding if the function is disabled (`enable` reads 0).
     pub fn enable(&self) -> io::Result<()> {
         let path = self.path.join("enable");
@@ -86,15 +107,16 @@ impl PciFunction {
     }
 }
 
+/// A stand-in sysfs tree for tests: PCI functions as directories of attribute files, with plain
+/// files as BARs (the MMIO one holding the registers a probe reads; writes stick, like RAM).
 #[cfg(test)]
-mod tests {
+pub(crate) mod fake_sysfs {
     use super::*;
-    use crate::device::bochs::{Bochs, DeviceError, Options, Rect, Removal};
     use crate::device::regs::{DISPI, DISPI_ID, DISPI_VIDEO_MEMORY_64K, ID_LATEST};
     use std::fs::File;
 
-    /// A sysfs tree with one function; the MMIO "BAR" is a file holding the registers a probe reads.
-    fn fake_sysfs(vendor: u16, device: u16) -> PathBuf {
+    /// A new, empty tree.
+    pub fn tree() -> PathBuf {
         use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
         static N: AtomicU32 = AtomicU32::new(0);
         let root = std::env::temp_dir().join(format!(
@@ -102,28 +124,59 @@ mod tests {
             std::process::id(),
             N.fetch_add(1, Relaxed)
         ));
-        let dir = root.join("bus/pci/devices/0000:00:02.0");
+        std::fs::create_dir_all(root.join("bus/pci/devices")).unwrap();
+        root
+    }
+
+    /// Adds function `slot` with these ids (a Bochs one gets 4 MiB of VRAM) and returns its path.
+    pub fn add(root: &Path, slot: &str, vendor: u16, device: u16) -> PathBuf {
+        let dir = root.join("bus/pci/devices").join(slot);
         std::fs::create_dir_all(&dir).unwrap();
-        let other = root.join("bus/pci/devices/0000:00:01.0");
-        std::fs::create_dir_all(&other).unwrap();
-        for (d, v, id) in [(&dir, vendor, device), (&other, 0x8086, 0x1237)] {
-            std::fs::write(d.join("vendor"), format!("0x{v:04x}\n")).unwrap();
-            std::fs::write(d.join("device"), format!("0x{id:04x}\n")).unwrap();
-            std::fs::write(d.join("class"), "0x038000\n").unwrap();
-            std::fs::write(d.join("revision"), "0x02\n").unwrap();
-        }
+        std::fs::write(dir.join("vendor"), format!("0x{vendor:04x}\n")).unwrap();
+        std::fs::write(dir.join("device"), format!("0x{device:04x}\n")).unwrap();
+        std::fs::write(dir.join("class"), "0x038000\n").unwrap();
+        std::fs::write(dir.join("revision"), "0x02\n").unwrap();
         std::fs::write(dir.join("enable"), "0\n").unwrap();
+        assign_bars(&dir, true);
         File::create(dir.join("resource0")).unwrap().set_len(4 << 20).unwrap();
         let mut mmio = vec![0u8; MMIO_BYTES];
         mmio[DISPI + 2 * DISPI_ID..][..2].copy_from_slice(&ID_LATEST.to_le_bytes());
         mmio[DISPI + 2 * DISPI_VIDEO_MEMORY_64K..][..2].copy_from_slice(&64u16.to_le_bytes());
         std::fs::write(dir.join("resource2"), mmio).unwrap();
+        dir
+    }
+
+    /// Writes the `resource` table: BAR 0 and 2 at addresses, or (`false`) not yet assigned.
+    pub fn assign_bars(dir: &Path, assigned: bool) {
+        let (vram, mmio) = if assigned { (0xfb00_0000u64, 0xfe80_8000u64) } else { (0, 0) };
+        let line = |start: u64, len: u64, flags: u32| match start {
+            0 => format!("0x0000000000000000 0x{:016x} 0x{flags:016x}\n", len - 1),
+            _ => format!("0x{start:016x} 0x{:016x} 0x{flags:016x}\n", start + len - 1),
+        };
+        let empty = "0x0000000000000000 0x0000000000000000 0x0000000000000000\n";
+        let table = line(vram, 16 << 20, 0x14220c) + empty + &line(mmio, 4096, 0x40200) + &empty.repeat(10);
+        // Replaced whole, as sysfs shows it: a reader never sees a half-written table.
+        std::fs::write(dir.join("resource.new"), table).unwrap();
+        std::fs::rename(dir.join("resource.new"), dir.join("resource")).unwrap();
+    }
+
+    /// A tree holding one function with these ids at 0000:00:02.0, beside a host bridge.
+    pub fn with_one(vendor: u16, device: u16) -> PathBuf {
+        let root = tree();
+        add(&root, "0000:00:01.0", 0x8086, 0x1237);
+        add(&root, "0000:00:02.0", vendor, device);
         root
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::bochs::{Bochs, DeviceError, Options, Rect, Removal};
 
     #[test]
     fn finds_enables_and_maps_a_bochs_function_and_unmaps_at_unplug() {
-        let root = fake_sysfs(0x1234, 0x1111);
+        let root = fake_sysfs::with_one(0x1234, 0x1111);
         let found = find_bochs(&root).unwrap();
         assert_eq!(found.len(), 1, "only the Bochs function");
         let function = &found[0];
@@ -132,6 +185,9 @@ mod tests {
             function.id,
             PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 }
         );
+        assert!(function.bars_assigned().unwrap());
+        fake_sysfs::assign_bars(&function.path, false);
+        assert!(!function.bars_assigned().unwrap(), "an add@ uevent can come before this");
         function.enable().unwrap();
         assert_eq!(std::fs::read_to_string(function.path.join("enable")).unwrap(), "1");
         let bochs = Bochs::probe(function.id, function.map_bars().unwrap(), Options::default()).unwrap();
@@ -147,7 +203,7 @@ mod tests {
 
     #[test]
     fn other_devices_and_broken_attributes_are_not_taken() {
-        let root = fake_sysfs(0x1af4, 0x1050);
+        let root = fake_sysfs::with_one(0x1af4, 0x1050);
         assert!(find_bochs(&root).unwrap().is_empty());
         std::fs::write(root.join("bus/pci/devices/0000:00:02.0/vendor"), "nonsense").unwrap();
         let error = find_bochs(&root).unwrap_err();

@@ -44,6 +44,9 @@ struct Model {
     sends_device_deleted: bool,
 }
 
+/// The mode QEMU's EDID prefers, which the client takes.
+const PREFERRED: &str = "1280x800";
+
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -78,19 +81,22 @@ fn run(model: Model) {
     }
 }
 
-/// A running QEMU, killed when dropped.
-struct Machine {
-    dir: PathBuf,
-    qemu: Child,
-    qmp: Qmp,
-    booted: Instant,
+/// A QEMU process, killed when dropped (a TCG guest would otherwise run on forever).
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for Machine {
-    fn drop(&mut self) {
-        let _ = self.qemu.kill();
-        let _ = self.qemu.wait();
-    }
+/// A running guest and its QMP connection.
+struct Machine {
+    dir: PathBuf,
+    qemu: Qemu,
+    qmp: Qmp,
+    booted: Instant,
 }
 
 impl Machine {
@@ -120,7 +126,8 @@ impl Machine {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?);
         let booted = Instant::now();
-        let qemu = command.spawn().map_err(|e| format!("qemu-system-x86_64 (scripts/install-deps): {e}"))?;
+        let qemu =
+            Qemu(command.spawn().map_err(|e| format!("qemu-system-x86_64 (scripts/install-deps): {e}"))?);
         let qmp = Qmp::connect(&qmp_socket, Duration::from_secs(20))?;
         Ok(Machine { dir: dir.to_path_buf(), qemu, qmp, booted })
     }
@@ -141,7 +148,7 @@ impl Machine {
             if let Some(failed) = log.lines().find(|l| l.starts_with(&format!("{MARK} FAILED"))) {
                 return Err(format!("the guest reported: {failed}"));
             }
-            if let Ok(Some(status)) = self.qemu.try_wait() {
+            if let Ok(Some(status)) = self.qemu.0.try_wait() {
                 return Err(format!("QEMU exited ({status}) before `{line}`"));
             }
             if Instant::now() > deadline {
@@ -151,13 +158,17 @@ impl Machine {
         }
     }
 
-    /// Screendumps `device`, keeps it as `<name>.png`, and checks every pixel against `pattern`.
-    fn check_screen(&mut self, device: &str, name: &str, pattern: u32) -> Result<(), String> {
+    /// Screendumps `device`, keeps it as `<name>.png`, and checks that it is `size` (as the guest
+    /// reported it, `1280x800`) and that every pixel is `pattern`'s.
+    fn check_screen(&mut self, device: &str, name: &str, size: &str, pattern: u32) -> Result<(), String> {
         let ppm = self.dir.join(format!("{name}.ppm"));
         self.qmp.execute("screendump", json!({ "filename": ppm, "device": device }))?;
         let (width, height, rgb) = read_ppm(&ppm)?;
         save_png(&self.dir.join(format!("{name}.png")), width, height, &rgb)?;
         let _ = std::fs::remove_file(&ppm);
+        if format!("{width}x{height}") != size {
+            return Err(format!("{name}: the screen is {width}x{height}, the guest set {size}"));
+        }
         let mut wrong = 0usize;
         let mut first_wrong = None;
         for (i, pixel) in rgb.chunks(3).enumerate() {
@@ -181,7 +192,10 @@ impl Machine {
     fn scenario(&mut self, model: &Model) -> Result<(), String> {
         let shown = self.wait_for("device 1 shows pattern 1 at ", BOOT_TIMEOUT)?;
         let boot = self.booted.elapsed();
-        self.check_screen("video1", "1-pattern-1", 1)?;
+        if shown != PREFERRED {
+            return Err(format!("the guest set {shown}, not QEMU's preferred {PREFERRED}"));
+        }
+        self.check_screen("video1", "1-pattern-1", &shown, 1)?;
 
         let unplugged = Instant::now();
         self.qmp.execute("device_del", json!({ "id": "video1" }))?;
@@ -195,7 +209,7 @@ impl Machine {
             std::thread::sleep(Duration::from_millis(50));
         }
         if model.sends_device_deleted {
-            self.qmp.wait_event("DEVICE_DELETED", STEP_TIMEOUT)?;
+            self.qmp.wait_event("DEVICE_DELETED", "video1", STEP_TIMEOUT)?;
         }
 
         let replugged = Instant::now();
@@ -205,14 +219,18 @@ impl Machine {
             json!({ "driver": model.driver, "id": "video2", "bus": model.replug_bus }),
         )?;
         let bound = self.wait_for("bound device 2 at ", STEP_TIMEOUT)?;
-        self.wait_for("device 2 shows pattern 2 at ", STEP_TIMEOUT)?;
+        let shown = self.wait_for("device 2 shows pattern 2 at ", STEP_TIMEOUT)?;
         let redrawn = replugged.elapsed();
-        self.check_screen("video2", "2-pattern-2", 2)?;
+        self.check_screen("video2", "2-pattern-2", &shown, 2)?;
 
+        // The first client drew on while the new screen held still; had any of it reached the new
+        // adapter (secondary-vga is back at the old addresses), this screen would show it.
         let orphan = self.wait_for("client 1 drew ", STEP_TIMEOUT)?;
         let freed = self.wait_for("client 1 closed late; device object 1 freed", STEP_TIMEOUT)?;
+        self.check_screen("video2", "3-after-the-late-close", &shown, 2)?;
         let log = std::fs::read_to_string(self.console()).map_err(|e| e.to_string())?;
-        const FAULTS: [&str; 8] = [
+        const FAULTS: [&str; 9] = [
+            "FAILED",
             "BUG:",
             "Oops",
             "general protection",
@@ -289,20 +307,34 @@ fn busybox() -> Result<Vec<u8>, String> {
     let path = "/bin/busybox";
     let bytes =
         std::fs::read(path).map_err(|e| format!("{path} (busybox-static, scripts/install-deps): {e}"))?;
-    if has_interpreter(&bytes) {
-        return Err(format!("{path} is dynamically linked: install busybox-static"));
+    match has_interpreter(&bytes) {
+        Some(false) => {}
+        Some(true) => return Err(format!("{path} is dynamically linked: install busybox-static")),
+        None => return Err(format!("{path} is not an x86-64 ELF program")),
     }
     Ok(bytes)
 }
 
-/// Whether a 64-bit little-endian ELF file asks for a dynamic loader (has a PT_INTERP header).
-fn has_interpreter(elf: &[u8]) -> bool {
+/// Whether `elf` is a 64-bit little-endian ELF file that asks for a dynamic loader (has a PT_INTERP
+/// program header); `None` if it is not such a file.
+fn has_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u64 = 3;
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
     let word = |at: usize, len: usize| {
-        elf.get(at..at + len).map_or(0, |b| b.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
+        let bytes = elf.get(at..at.checked_add(len)?)?;
+        Some(bytes.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
     };
-    let (table, entry_size, entries) =
-        (word(0x20, 8) as usize, word(0x36, 2) as usize, word(0x38, 2) as usize);
-    (0..entries).any(|i| word(table + i * entry_size, 4) == 3)
+    let table = usize::try_from(word(0x20, 8)?).ok()?;
+    let (entry_size, entries) = (word(0x36, 2)? as usize, word(0x38, 2)? as usize);
+    for i in 0..entries {
+        let at = table.checked_add(i.checked_mul(entry_size)?)?;
+        if word(at, 4)? == PT_INTERP {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 const INIT: &str = "#!/bin/busybox sh
@@ -350,7 +382,7 @@ fn read_ppm(path: &Path) -> Result<(u32, u32, Vec<u8>), String> {
         return Err(format!("{}: not an 8-bit P6 PPM", path.display()));
     }
     let pixels = bytes.get(at + 1..).unwrap_or_default().to_vec();
-    if pixels.len() != (width * height * 3) as usize {
+    if Some(pixels.len() as u64) != u64::from(width).checked_mul(u64::from(height) * 3) {
         return Err(format!("{}: {} bytes of pixels for {width}x{height}", path.display(), pixels.len()));
     }
     Ok((width, height, pixels))
@@ -381,6 +413,21 @@ fn the_ppm_reader_takes_qemus_screendump_format_and_refuses_others() {
 #[test]
 fn static_and_dynamic_elf_files_are_told_apart() {
     let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    assert!(has_interpreter(&own), "this test binary is dynamically linked");
-    assert!(!has_interpreter(b"\x7fELF"), "a truncated file has no interpreter");
+    assert_eq!(has_interpreter(&own), Some(true), "this test binary is dynamically linked");
+    // A header with two program headers (PT_LOAD, PT_NOTE) and no PT_INTERP: a static program.
+    let mut elf = vec![0u8; 64 + 2 * 56];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    elf[0x20] = 64; // program header table right after the ELF header
+    elf[0x36] = 56; // each entry 56 bytes
+    elf[0x38] = 2;
+    elf[64] = 1;
+    elf[64 + 56] = 4;
+    assert_eq!(has_interpreter(&elf), Some(false));
+    elf[64 + 56] = 3;
+    assert_eq!(has_interpreter(&elf), Some(true));
+    elf[64 + 56] = 4;
+    elf[0x38] = 3; // a third entry past the end of the file
+    assert_eq!(has_interpreter(&elf), None);
+    assert_eq!(has_interpreter(b"\x7fELF"), None, "truncated");
+    assert_eq!(has_interpreter(b"#!/bin/sh\n"), None, "not ELF");
 }

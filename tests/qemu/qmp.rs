@@ -14,6 +14,7 @@ pub struct Qmp {
     messages: Receiver<Value>,
     /// Every event received so far, oldest first.
     pub events: Vec<Value>,
+    next_id: u64,
 }
 
 /// How long a command may take to answer.
@@ -42,7 +43,7 @@ impl Qmp {
                 }
             }
         });
-        let mut qmp = Qmp { stream, messages, events: Vec::new() };
+        let mut qmp = Qmp { stream, messages, events: Vec::new(), next_id: 0 };
         let greeting = qmp.next(ANSWER_TIMEOUT)?;
         if greeting.get("QMP").is_none() {
             return Err(format!("not a QMP greeting: {greeting}"));
@@ -59,13 +60,18 @@ impl Qmp {
     }
 
     /// Runs `command` and returns its `return` value; a QMP error is an `Err` with its description.
+    /// Answers are matched to the request by id, so a late answer is never taken for another's.
     pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, String> {
-        let request = json!({ "execute": command, "arguments": arguments });
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = json!({ "execute": command, "arguments": arguments, "id": id });
         writeln!(self.stream, "{request}").map_err(|error| format!("QMP {command}: {error}"))?;
         loop {
             let message = self.next(ANSWER_TIMEOUT)?;
             if message.get("event").is_some() {
                 self.events.push(message);
+            } else if message["id"] != id {
+                continue; // the answer to an earlier request that timed out
             } else if let Some(answer) = message.get("return") {
                 return Ok(answer.clone());
             } else {
@@ -74,16 +80,19 @@ impl Qmp {
         }
     }
 
-    /// Waits up to `timeout` for an event named `name` (one already received counts).
-    pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Value, String> {
+    /// Waits up to `timeout` for the event `name` about device `device` (one already received
+    /// counts).
+    pub fn wait_event(&mut self, name: &str, device: &str, timeout: Duration) -> Result<Value, String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(event) = self.events.iter().find(|e| e["event"] == name) {
+            if let Some(event) =
+                self.events.iter().find(|e| e["event"] == name && e["data"]["device"] == device)
+            {
                 return Ok(event.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("no {name} event in {timeout:?}"));
+                return Err(format!("no {name} event for {device} in {timeout:?}"));
             }
             match self.messages.recv_timeout(left) {
                 Ok(message) if message.get("event").is_some() => self.events.push(message),

@@ -2,8 +2,9 @@
 //! and map its BARs (`resource0`: VRAM, `resource2`: MMIO) into the driver's revocable hardware.
 //!
 //! Guarantees: only functions whose `vendor`/`device` files name a Bochs adapter are returned; a
-//! missing or malformed attribute is an error naming the file; each BAR mapping is unmapped exactly
-//! once, when the hardware that owns it is dropped (at unplug).
+//! function that vanishes mid-scan or has unreadable attributes is skipped (with a log line naming
+//! the file), never the end of the scan; each BAR mapping is unmapped exactly once, when the
+//! hardware that owns it is dropped (at unplug).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,17 @@ fn read_hex(path: &Path) -> io::Result<u32> {
     u32::from_str_radix(digits, 16).map_err(|_| invalid(path, "not a hex number"))
 }
 
-/// The Bochs adapters under `sysfs` (normally `/sys`), in slot order.
+/// The Bochs adapters under `sysfs` (normally `/sys`), in slot order. Only an unreadable
+/// `bus/pci/devices` folder is an error.
 pub fn find_bochs(sysfs: &Path) -> io::Result<Vec<PciFunction>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(sysfs.join("bus/pci/devices"))? {
-        found.extend(PciFunction::bochs_at(&entry?.path())?);
+        let Ok(entry) = entry else { continue };
+        match PciFunction::bochs_at(&entry.path()) {
+            Ok(function) => found.extend(function),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {} // removed mid-scan
+            Err(error) => log::warn!("pci: skipped {}: {error}", entry.path().display()),
+        }
     }
     found.sort_by(|a, b| a.slot.cmp(&b.slot));
     Ok(found)
@@ -196,8 +203,12 @@ mod tests {
         bochs.flush(&[7u8; 640 * 4], 640 * 4, Rect { x: 0, y: 0, width: 640, height: 1 }).unwrap();
         let vram = std::fs::read(function.path.join("resource0")).unwrap();
         assert!(vram[..640 * 4].iter().all(|&b| b == 7), "the flush reached the BAR");
+        let resource0 = function.path.join("resource0");
+        let maps = || std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(maps().contains(resource0.to_str().unwrap()), "VRAM is mapped while bound");
         assert!(bochs.unplug(Removal::Orderly));
         assert_eq!(bochs.set_mode(640, 480), Err(DeviceError::Gone));
+        assert!(!maps().contains(resource0.to_str().unwrap()), "the unplug unmapped VRAM");
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -205,8 +216,12 @@ mod tests {
     fn other_devices_and_broken_attributes_are_not_taken() {
         let root = fake_sysfs::with_one(0x1af4, 0x1050);
         assert!(find_bochs(&root).unwrap().is_empty());
+        fake_sysfs::add(&root, "0000:00:03.0", 0x1234, 0x1111);
         std::fs::write(root.join("bus/pci/devices/0000:00:02.0/vendor"), "nonsense").unwrap();
-        let error = find_bochs(&root).unwrap_err();
+        let found = find_bochs(&root).unwrap();
+        assert_eq!(found.len(), 1, "the broken function is skipped, the scan goes on");
+        assert_eq!(found[0].slot, "0000:00:03.0");
+        let error = PciFunction::bochs_at(&root.join("bus/pci/devices/0000:00:02.0")).unwrap_err();
         assert!(error.to_string().contains("vendor"), "{error}");
         assert!(find_bochs(Path::new("/nonexistent")).is_err());
         std::fs::remove_dir_all(root).unwrap();

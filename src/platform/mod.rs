@@ -1,6 +1,7 @@
 //! Where displayd runs: Redox (pcid, inputd, the scheme socket) or a Linux host (the emulated
 //! device and an in-process client, for tests and the demo).
 
+pub mod event_loop;
 #[cfg(not(target_os = "redox"))]
 pub mod host;
 #[cfg(target_os = "linux")]

@@ -2,7 +2,8 @@
 //! inputd, the health-probe timer and the event loop (protocol reference §1–§3, §6).
 //!
 //! Type-checked for `x86_64-unknown-redox` in CI; there is no Redox machine to run it on here. Its
-//! logic lives in [`super::startup`] and [`crate::scheme`], which are tested on Linux.
+//! logic lives in [`super::startup`] (start-up order), [`super::event_loop`] (what each wake-up
+//! means) and [`crate::scheme`], which are tested on Linux; this file only talks to the system.
 
 use std::io::{Read, Write};
 use std::ptr::NonNull;
@@ -15,9 +16,10 @@ use redox_scheme::{RequestKind, SignalBehavior, Socket};
 use syscall::error::{Error, Result, EAGAIN, EINTR, EINVAL, ENOMEM, EWOULDBLOCK};
 use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
 
+use super::event_loop::{self, LoopIo, Served, Wake};
 use super::pcid::{bar_mmap_offset, MemoryType, PciFunction, PcidClient, PcidError};
 use super::startup::{decode_vt_events, Env, Platform, VtEvent, READY_BYTE, VT_EVENT_BYTES};
-use crate::device::bochs::{Bochs, Hardware, Options, PciId, Removal};
+use crate::device::bochs::{Bochs, Hardware, Options, PciId};
 use crate::device::mmio::{Mmio, Vram};
 use crate::guard::Releases;
 use crate::kms::{Allocator, BufferMemory, Kms, PAGE};
@@ -171,104 +173,17 @@ impl Redox {
         }
     }
 
-    /// Serves requests until the scheme is unmounted; returns the exit code.
+    /// Serves requests until the daemon should exit (see [`event_loop`]); returns the exit code.
     pub fn run(&mut self) -> i32 {
-        loop {
-            let mut event = syscall::Event::default();
-            if TERMINATE.load(Relaxed) {
-                if let Some(code) = self.terminate() {
-                    return code;
-                }
-            }
-            let Some(events) = &self.events else { return 1 };
-            match events.read(&mut event) {
-                Ok(n) if n == std::mem::size_of::<syscall::Event>() => {}
-                Ok(_) => continue,
-                Err(error) if error.errno() == EINTR => continue,
-                Err(error) => {
-                    log::error!("event queue: {error}");
-                    return 1;
-                }
-            }
-            let outcome = match event.data {
-                SOURCE_SCHEME => self.drain_scheme(),
-                SOURCE_TIMER => self.health_tick(),
-                _ => Ok(true),
-            };
-            if self.scheme.device().is_none() && self.inputd.take().is_some() {
-                log::info!("device unplugged: inputd handle closed");
-            }
-            // inputd signals only after some batches (§10): drain it on every wake-up.
-            if let Err(error) = self.drain_inputd() {
-                log::warn!("inputd: {error}");
-            }
-            match outcome {
-                Ok(true) => {}
-                Ok(false) => return self.shut_down(),
-                Err(error) => {
-                    log::error!("scheme socket: {error}");
-                    return 1;
-                }
-            }
-        }
-    }
-
-    /// Answers every queued request; `Ok(false)` once the scheme has been unmounted.
-    fn drain_scheme(&mut self) -> Result<bool> {
-        let Some(socket) = &self.socket else { return Ok(true) };
-        loop {
-            match socket.next_request(SignalBehavior::Restart) {
-                Ok(Some(request)) => match request.kind() {
-                    RequestKind::Call(call) => {
-                        let response = call.handle_sync(&mut self.scheme, &mut self.state);
-                        socket.write_response(response, SignalBehavior::Restart)?;
-                    }
-                    RequestKind::OnClose { id } => self.scheme.on_close(id),
-                    _ => {}
-                },
-                Ok(None) => return Ok(false),
-                Err(error) if error.errno == EAGAIN || error.errno == EWOULDBLOCK => return Ok(true),
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
-    fn health_tick(&mut self) -> Result<bool> {
-        if self.scheme.check_health() {
-            log::warn!("health probe: device gone; closing the inputd handle");
-            self.inputd = None;
-        }
-        self.arm_timer()?;
-        Ok(true)
-    }
-
-    fn arm_timer(&self) -> Result<()> {
-        let Some(timer) = &self.timer else { return Ok(()) };
-        let mut time = syscall::TimeSpec::default();
-        timer.read(&mut time).map_err(|e| Error::new(e.errno()))?;
-        let nanos = i64::from(time.tv_nsec) + HEALTH_PERIOD_NS;
-        time.tv_sec += nanos / 1_000_000_000;
-        time.tv_nsec = (nanos % 1_000_000_000) as i32;
-        timer.write(&time).map_err(|e| Error::new(e.errno()))?;
-        Ok(())
-    }
-
-    /// SIGTERM: unplug in order (scanout off first), stop inputd, then keep serving the open
-    /// handles (as the unplug policy says) until the last one closes. `Some(0)` when it is time to exit.
-    fn terminate(&mut self) -> Option<i32> {
-        if self.scheme.unplug(Removal::Orderly) {
-            log::info!("SIGTERM: device unplugged; exiting once the last handle is closed");
-            self.inputd = None;
-        }
-        // The root handle from registration stays; anything more is a client's.
-        (self.scheme.open_handles() <= 1).then_some(0)
-    }
-
-    /// The scheme is gone: unplug in order (scanout off first) and exit.
-    fn shut_down(&mut self) -> i32 {
-        log::info!("scheme unmounted: shutting down");
-        self.scheme.unplug(Removal::Orderly);
-        0
+        let Some(events) = &self.events else { return 1 };
+        let mut io = RedoxIo {
+            socket: self.socket.as_ref(),
+            state: &mut self.state,
+            inputd: &mut self.inputd,
+            events,
+            timer: self.timer.as_ref(),
+        };
+        event_loop::run(&mut io, &mut self.scheme)
     }
 
     fn subscribe_fd(&self, fd: usize, source: usize) -> Result<()> {
@@ -276,6 +191,95 @@ impl Redox {
         let event = syscall::Event { id: fd, flags: EventFlags::EVENT_READ, data: source };
         events.write(&event).map_err(|e| Error::new(e.errno()))?;
         Ok(())
+    }
+}
+
+/// Arms the health-probe timer one period from now (a `/scheme/time` timer fires once per write).
+fn arm_timer(timer: &libredox::Fd) -> Result<()> {
+    let mut time = syscall::TimeSpec::default();
+    timer.read(&mut time).map_err(|e| Error::new(e.errno()))?;
+    let nanos = i64::from(time.tv_nsec) + HEALTH_PERIOD_NS;
+    time.tv_sec += nanos / 1_000_000_000;
+    time.tv_nsec = (nanos % 1_000_000_000) as i32;
+    timer.write(&time).map_err(|e| Error::new(e.errno()))?;
+    Ok(())
+}
+
+/// Every VtEvent inputd has queued (it answers 0 bytes when none is left).
+fn read_vt_events(inputd: &libredox::Fd) -> std::result::Result<Vec<VtEvent>, String> {
+    let mut events = Vec::new();
+    loop {
+        let mut buf = [0u8; VT_EVENT_BYTES];
+        let read = inputd.read(&mut buf).map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Ok(events);
+        }
+        events.extend(decode_vt_events(&buf[..read]).ok_or("inputd sent a partial VtEvent")?);
+    }
+}
+
+/// The event loop's view of Redox: the event queue and its sources, everything but the scheme.
+struct RedoxIo<'a> {
+    socket: Option<&'a Socket>,
+    state: &'a mut SchemeState,
+    inputd: &'a mut Option<libredox::Fd>,
+    events: &'a libredox::Fd,
+    timer: Option<&'a libredox::Fd>,
+}
+
+impl LoopIo for RedoxIo<'_> {
+    type Error = String;
+
+    fn wait(&mut self) -> std::result::Result<Wake, String> {
+        let mut event = syscall::Event::default();
+        match self.events.read(&mut event) {
+            Ok(n) if n == std::mem::size_of::<syscall::Event>() => Ok(match event.data {
+                SOURCE_SCHEME => Wake::Scheme,
+                SOURCE_TIMER => Wake::Timer,
+                _ => Wake::Inputd,
+            }),
+            Ok(_) => Ok(Wake::Interrupted),
+            Err(error) if error.errno() == EINTR => Ok(Wake::Interrupted),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    fn serve(&mut self, scheme: &mut DisplayScheme) -> std::result::Result<Served, String> {
+        let Some(socket) = self.socket else { return Ok(Served::Open) };
+        loop {
+            match socket.next_request(SignalBehavior::Restart) {
+                Ok(Some(request)) => match request.kind() {
+                    RequestKind::Call(call) => {
+                        let response = call.handle_sync(scheme, self.state);
+                        socket
+                            .write_response(response, SignalBehavior::Restart)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    RequestKind::OnClose { id } => scheme.on_close(id),
+                    _ => {}
+                },
+                Ok(None) => return Ok(Served::Unmounted),
+                Err(error) if error.errno == EAGAIN || error.errno == EWOULDBLOCK => return Ok(Served::Open),
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    }
+
+    fn vt_events(&mut self) -> std::result::Result<Vec<VtEvent>, String> {
+        // inputd signals only after some batches (§10), so this runs on every wake-up.
+        self.inputd.as_ref().map_or(Ok(Vec::new()), read_vt_events)
+    }
+
+    fn close_inputd(&mut self) {
+        *self.inputd = None;
+    }
+
+    fn arm_timer(&mut self) -> std::result::Result<(), String> {
+        self.timer.map_or(Ok(()), |timer| arm_timer(timer).map_err(|e| e.to_string()))
+    }
+
+    fn terminate_requested(&self) -> bool {
+        TERMINATE.load(Relaxed)
     }
 }
 
@@ -352,28 +356,23 @@ impl Platform for Redox {
         self.subscribe_fd(socket, SOURCE_SCHEME).map_err(|e| e.to_string())?;
         self.subscribe_fd(inputd, SOURCE_INPUTD).map_err(|e| e.to_string())?;
         self.subscribe_fd(timer.raw(), SOURCE_TIMER).map_err(|e| e.to_string())?;
+        arm_timer(&timer).map_err(|e| e.to_string())?;
         self.timer = Some(timer);
-        self.arm_timer().map_err(|e| e.to_string())
+        Ok(())
     }
 
     fn drain_inputd(&mut self) -> std::result::Result<(), String> {
         let Some(inputd) = &self.inputd else { return Ok(()) };
-        loop {
-            let mut buf = [0u8; VT_EVENT_BYTES];
-            let read = inputd.read(&mut buf).map_err(|e| e.to_string())?;
-            if read == 0 {
-                return Ok(());
-            }
-            for event in decode_vt_events(&buf[..read]).ok_or("inputd sent a partial VtEvent")? {
-                match event {
-                    VtEvent::Activate(vt) => {
-                        log::info!("inputd: activate VT {vt}");
-                        self.scheme.activate(vt);
-                    }
-                    VtEvent::Unknown(kind) => log::warn!("inputd: unknown event kind {kind}"),
+        for event in read_vt_events(inputd)? {
+            match event {
+                VtEvent::Activate(vt) => {
+                    log::info!("inputd: activate VT {vt}");
+                    self.scheme.activate(vt);
                 }
+                VtEvent::Unknown(kind) => log::warn!("inputd: unknown event kind {kind}"),
             }
         }
+        Ok(())
     }
 
     fn notify_ready(&mut self) -> std::result::Result<(), String> {

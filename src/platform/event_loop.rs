@@ -1,0 +1,276 @@
+//! The daemon's event loop, apart from the operating system: what each wake-up means for the
+//! scheme, inputd's handle and the device. Redox (`platform/redox.rs`) drives it with its event
+//! queue; the tests below drive it from a script on Linux.
+//!
+//! Guarantees:
+//! * a SIGTERM is honoured before anything else: the device is unplugged in order (scanout off
+//!   first), and the loop exits with 0 as soon as no client handle is left, serving the open ones
+//!   as the unplug policy says until then;
+//! * the scheme socket closing (unmounted) unplugs in order and exits with 0;
+//! * each health-probe tick checks the device, unplugs it as a surprise when it is gone, and
+//!   re-arms the timer;
+//! * after any unplug, inputd's handle is closed: displayd has no display to offer any more;
+//! * every wake drains inputd, and Activate(vt) replays that VT's state on the device;
+//! * only a failing event queue or scheme socket ends the loop with 1.
+
+use super::startup::VtEvent;
+use crate::device::bochs::Removal;
+use crate::scheme::DisplayScheme;
+
+/// What woke the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The scheme socket has requests.
+    Scheme,
+    /// inputd's handle has events.
+    Inputd,
+    /// The health-probe timer fired.
+    Timer,
+    /// A signal interrupted the wait.
+    Interrupted,
+}
+
+/// What serving the scheme socket found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// Every queued request was answered; the socket stays open.
+    Open,
+    /// The socket closed: the scheme was unmounted.
+    Unmounted,
+}
+
+/// The operating system's side of the loop.
+pub trait LoopIo {
+    /// Its error.
+    type Error: std::fmt::Display;
+    /// Blocks until a source is ready or a signal arrives.
+    fn wait(&mut self) -> Result<Wake, Self::Error>;
+    /// Answers every queued request on the scheme socket.
+    fn serve(&mut self, scheme: &mut DisplayScheme) -> Result<Served, Self::Error>;
+    /// Reads every VtEvent queued on inputd's handle (none once it is closed).
+    fn vt_events(&mut self) -> Result<Vec<VtEvent>, Self::Error>;
+    /// Closes inputd's handle.
+    fn close_inputd(&mut self);
+    /// Arms the health-probe timer for its next tick.
+    fn arm_timer(&mut self) -> Result<(), Self::Error>;
+    /// Whether SIGTERM has arrived.
+    fn terminate_requested(&self) -> bool;
+}
+
+/// Runs the loop until the daemon should exit; returns its exit code.
+pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
+    let mut inputd_open = true;
+    loop {
+        if io.terminate_requested() {
+            if scheme.unplug(Removal::Orderly) {
+                log::info!("SIGTERM: device unplugged; exiting once the last handle is closed");
+            }
+            // The root handle from registration stays; anything more is a client's.
+            if scheme.open_handles() <= 1 {
+                log::info!("SIGTERM: no handle left; exiting");
+                return 0;
+            }
+        }
+        let wake = match io.wait() {
+            Ok(wake) => wake,
+            Err(error) => {
+                log::error!("event queue: {error}");
+                return 1;
+            }
+        };
+        match wake {
+            Wake::Scheme => match io.serve(scheme) {
+                Ok(Served::Open) => {}
+                Ok(Served::Unmounted) => {
+                    log::info!("scheme unmounted: shutting down");
+                    scheme.unplug(Removal::Orderly);
+                    return 0;
+                }
+                Err(error) => {
+                    log::error!("scheme socket: {error}");
+                    return 1;
+                }
+            },
+            Wake::Timer => {
+                if scheme.check_health() {
+                    log::warn!("health probe: the device is gone");
+                }
+                if let Err(error) = io.arm_timer() {
+                    log::warn!("health probe timer: {error}; no more probes");
+                }
+            }
+            Wake::Inputd | Wake::Interrupted => {}
+        }
+        if inputd_open && scheme.device().is_none() {
+            io.close_inputd();
+            inputd_open = false;
+            log::info!("device unplugged: inputd handle closed");
+        }
+        match io.vt_events() {
+            Ok(events) => {
+                for event in events {
+                    match event {
+                        VtEvent::Activate(vt) => {
+                            log::info!("inputd: activate VT {vt}");
+                            scheme.activate(vt);
+                        }
+                        VtEvent::Unknown(kind) => log::warn!("inputd: unknown event kind {kind}"),
+                    }
+                }
+            }
+            Err(error) => log::warn!("inputd: {error}"),
+        }
+    }
+}
+
+#[cfg(all(test, not(target_os = "redox")))]
+mod tests {
+    use super::*;
+    use crate::device::bochs::{Bochs, Hardware, Options, QEMU_BOCHS_DISPLAY};
+    use crate::device::emulated::{Config, EmulatedDevice, YankedReads};
+    use crate::device::regs::DISPI_ENABLE;
+    use crate::guard::Releases;
+    use crate::kms::Kms;
+    use crate::platform::host::kernel::caller;
+    use crate::platform::host::memory::HostAllocator;
+    use crate::scheme::DeviceObject;
+    use redox_scheme::scheme::SchemeSync;
+    use redox_scheme::OpenResult;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    /// A request a client makes, answered when the loop serves the socket.
+    type Request = Box<dyn FnOnce(&mut DisplayScheme)>;
+
+    /// The operating system, scripted: wakes in order, what each source holds, and a record.
+    #[derive(Default)]
+    struct Script {
+        wakes: VecDeque<Wake>,
+        requests: VecDeque<Request>,
+        vt_events: VecDeque<VtEvent>,
+        unmounted: bool,
+        /// The signal behind the first `Interrupted` wake is SIGTERM.
+        sigterm: bool,
+        terminated: bool,
+        inputd_closed: bool,
+        timer_armed: u32,
+    }
+
+    impl LoopIo for Script {
+        type Error = String;
+        fn wait(&mut self) -> Result<Wake, String> {
+            let wake = self.wakes.pop_front().ok_or("the script ended")?;
+            self.terminated |= wake == Wake::Interrupted && self.sigterm;
+            Ok(wake)
+        }
+        fn serve(&mut self, scheme: &mut DisplayScheme) -> Result<Served, String> {
+            while let Some(request) = self.requests.pop_front() {
+                request(scheme);
+            }
+            Ok(if self.unmounted { Served::Unmounted } else { Served::Open })
+        }
+        fn vt_events(&mut self) -> Result<Vec<VtEvent>, String> {
+            Ok(if self.inputd_closed { Vec::new() } else { self.vt_events.drain(..).collect() })
+        }
+        fn close_inputd(&mut self) {
+            self.inputd_closed = true;
+        }
+        fn arm_timer(&mut self) -> Result<(), String> {
+            self.timer_armed += 1;
+            Ok(())
+        }
+        fn terminate_requested(&self) -> bool {
+            self.terminated
+        }
+    }
+
+    /// A registered scheme (its root handle open) with the emulated device bound.
+    fn scheme_with_device() -> (DisplayScheme, EmulatedDevice, usize) {
+        let slot = EmulatedDevice::new(Config::default()).unwrap();
+        let (vram, mmio) = slot.map_bars();
+        let bochs = Bochs::probe(QEMU_BOCHS_DISPLAY, Hardware { mmio, vram }, Options::default()).unwrap();
+        let kms = Kms::new(Arc::new(bochs), Arc::new(HostAllocator), "pci:0000:00:02.0".into());
+        let mut scheme = DisplayScheme::new("display.bochs");
+        let root = scheme.scheme_root().unwrap();
+        scheme.bind(DeviceObject::new(kms, 1, Releases::new()));
+        (scheme, slot, root)
+    }
+
+    fn open_display(scheme: &mut DisplayScheme, root: usize) -> usize {
+        match scheme.openat(root, "v2/3", 0, 0, &caller(1000)).unwrap() {
+            OpenResult::ThisScheme { number, .. } => number,
+            _ => panic!("not a handle of this scheme"),
+        }
+    }
+
+    #[test]
+    fn activate_from_inputd_replays_the_vt_on_the_device() {
+        let (mut scheme, _slot, _root) = scheme_with_device();
+        let device = Arc::clone(scheme.device().unwrap());
+        let mut script = Script::default();
+        script.vt_events.extend([VtEvent::Activate(3), VtEvent::Unknown(9)]);
+        script.wakes.push_back(Wake::Inputd);
+        assert_eq!(run(&mut script, &mut scheme), 1, "ends only when the script does");
+        assert_eq!(device.kms.active_vt(), Some(3));
+        assert!(!script.inputd_closed);
+    }
+
+    #[test]
+    fn a_failed_health_probe_unplugs_closes_inputd_and_keeps_probing_and_serving() {
+        let (mut scheme, slot, root) = scheme_with_device();
+        let mut script = Script::default();
+        script.wakes.extend([Wake::Timer, Wake::Scheme, Wake::Timer]);
+        let served = std::rc::Rc::new(std::cell::Cell::new(false));
+        let seen = std::rc::Rc::clone(&served);
+        script.requests.push_back(Box::new(move |scheme| {
+            // After the unplug a new open finds no device.
+            let error = scheme.openat(root, "v2/3", 0, 0, &caller(1000)).unwrap_err();
+            assert_eq!(error.errno, syscall::error::ENODEV);
+            seen.set(true);
+        }));
+        slot.yank(YankedReads::Zeros);
+        script.vt_events.push_back(VtEvent::Activate(2));
+        assert_eq!(run(&mut script, &mut scheme), 1);
+        assert!(scheme.device().is_none(), "the probe unplugged the yanked device");
+        assert!(script.inputd_closed, "inputd's handle closed after the unplug");
+        assert_eq!(script.vt_events.len(), 1, "nothing read from inputd once it was closed");
+        assert!(served.get(), "requests are still answered");
+        assert_eq!(script.timer_armed, 2, "re-armed after every tick");
+    }
+
+    #[test]
+    fn sigterm_unplugs_in_order_and_exits_once_the_last_client_handle_closes() {
+        let (mut scheme, slot, root) = scheme_with_device();
+        let client = open_display(&mut scheme, root);
+        scheme.device().unwrap().kms.adapter().set_mode(640, 480).unwrap();
+        let mut script = Script { sigterm: true, ..Script::default() };
+        // The signal, then the client's close: only after it may the daemon exit.
+        script.wakes.extend([Wake::Interrupted, Wake::Scheme]);
+        script.requests.push_back(Box::new(move |scheme| scheme.on_close(client)));
+        assert_eq!(run(&mut script, &mut scheme), 0);
+        assert!(script.wakes.is_empty(), "it waited for the close");
+        assert!(script.inputd_closed);
+        assert_eq!(slot.dispi(DISPI_ENABLE), 0, "orderly: scanout turned off before the hardware went");
+    }
+
+    #[test]
+    fn sigterm_with_no_client_exits_at_once() {
+        let (mut scheme, _slot, _root) = scheme_with_device();
+        let mut script = Script { sigterm: true, ..Script::default() };
+        script.wakes.extend([Wake::Interrupted, Wake::Scheme, Wake::Scheme]);
+        assert_eq!(run(&mut script, &mut scheme), 0);
+        assert_eq!(script.wakes.len(), 2, "exited right after the signal");
+        assert!(scheme.device().is_none());
+    }
+
+    #[test]
+    fn an_unmounted_scheme_unplugs_in_order_and_exits_with_0() {
+        let (mut scheme, slot, _root) = scheme_with_device();
+        scheme.device().unwrap().kms.adapter().set_mode(640, 480).unwrap();
+        let mut script = Script { unmounted: true, ..Script::default() };
+        script.wakes.push_back(Wake::Scheme);
+        assert_eq!(run(&mut script, &mut scheme), 0);
+        assert!(scheme.device().is_none());
+        assert_eq!(slot.dispi(DISPI_ENABLE), 0);
+    }
+}

@@ -8,9 +8,12 @@
 //!   as the unplug policy says until then;
 //! * the scheme socket closing (unmounted) unplugs in order and exits with 0;
 //! * each health-probe tick checks the device, unplugs it as a surprise when it is gone, and
-//!   re-arms the timer;
-//! * after any unplug, inputd's handle is closed: displayd has no display to offer any more;
-//! * every wake drains inputd, and Activate(vt) replays that VT's state on the device;
+//!   re-arms the timer; a timer that cannot be re-armed is logged and the loop goes on without
+//!   probes (the display keeps working; only a surprise removal would go unnoticed);
+//! * after any unplug, inputd's handle is closed before the loop waits or reads it again: displayd
+//!   has no display to offer any more;
+//! * every wake drains inputd (it does not signal after every batch), and Activate(vt) replays that
+//!   VT's state on the device, also for the events read before a failed read;
 //! * only a failing event queue or scheme socket ends the loop with 1.
 
 use super::startup::VtEvent;
@@ -47,8 +50,9 @@ pub trait LoopIo {
     fn wait(&mut self) -> Result<Wake, Self::Error>;
     /// Answers every queued request on the scheme socket.
     fn serve(&mut self, scheme: &mut DisplayScheme) -> Result<Served, Self::Error>;
-    /// Reads every VtEvent queued on inputd's handle (none once it is closed).
-    fn vt_events(&mut self) -> Result<Vec<VtEvent>, Self::Error>;
+    /// Appends every VtEvent queued on inputd's handle to `events` (none once it is closed); on an
+    /// error, the events read before it are still there.
+    fn vt_events(&mut self, events: &mut Vec<VtEvent>) -> Result<(), Self::Error>;
     /// Closes inputd's handle.
     fn close_inputd(&mut self);
     /// Arms the health-probe timer for its next tick.
@@ -59,12 +63,13 @@ pub trait LoopIo {
 
 /// Runs the loop until the daemon should exit; returns its exit code.
 pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
-    let mut inputd_open = true;
+    let mut inputd = Inputd { open: true };
     loop {
         if io.terminate_requested() {
             if scheme.unplug(Removal::Orderly) {
                 log::info!("SIGTERM: device unplugged; exiting once the last handle is closed");
             }
+            inputd.close_after_unplug(io, scheme);
             // The root handle from registration stays; anything more is a client's.
             if scheme.open_handles() <= 1 {
                 log::info!("SIGTERM: no handle left; exiting");
@@ -96,29 +101,52 @@ pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
                     log::warn!("health probe: the device is gone");
                 }
                 if let Err(error) = io.arm_timer() {
-                    log::warn!("health probe timer: {error}; no more probes");
+                    log::error!("health probe timer: {error}; no more probes");
                 }
             }
             Wake::Inputd | Wake::Interrupted => {}
         }
-        if inputd_open && scheme.device().is_none() {
+        inputd.close_after_unplug(io, scheme);
+        inputd.drain(io, scheme);
+    }
+}
+
+/// The loop's side of inputd's handle.
+struct Inputd {
+    open: bool,
+}
+
+impl Inputd {
+    fn close_after_unplug<L: LoopIo>(&mut self, io: &mut L, scheme: &DisplayScheme) {
+        if self.open && scheme.device().is_none() {
             io.close_inputd();
-            inputd_open = false;
+            self.open = false;
             log::info!("device unplugged: inputd handle closed");
         }
-        match io.vt_events() {
-            Ok(events) => {
-                for event in events {
-                    match event {
-                        VtEvent::Activate(vt) => {
-                            log::info!("inputd: activate VT {vt}");
-                            scheme.activate(vt);
-                        }
-                        VtEvent::Unknown(kind) => log::warn!("inputd: unknown event kind {kind}"),
-                    }
-                }
+    }
+
+    fn drain<L: LoopIo>(&mut self, io: &mut L, scheme: &DisplayScheme) {
+        if !self.open {
+            return;
+        }
+        let mut events = Vec::new();
+        let read = io.vt_events(&mut events);
+        apply_vt_events(scheme, events);
+        if let Err(error) = read {
+            log::warn!("inputd: {error}");
+        }
+    }
+}
+
+/// Applies inputd's events: Activate(vt) shows that VT's state on the bound device.
+pub fn apply_vt_events(scheme: &DisplayScheme, events: Vec<VtEvent>) {
+    for event in events {
+        match event {
+            VtEvent::Activate(vt) => {
+                log::info!("inputd: activate VT {vt}");
+                scheme.activate(vt);
             }
-            Err(error) => log::warn!("inputd: {error}"),
+            VtEvent::Unknown(kind) => log::warn!("inputd: unknown event kind {kind}"),
         }
     }
 }
@@ -142,17 +170,22 @@ mod tests {
     /// A request a client makes, answered when the loop serves the socket.
     type Request = Box<dyn FnOnce(&mut DisplayScheme)>;
 
-    /// The operating system, scripted: wakes in order, what each source holds, and a record.
+    /// The operating system, scripted: wakes in order, what each source holds, failures to inject,
+    /// and a record of what the loop did.
     #[derive(Default)]
     struct Script {
         wakes: VecDeque<Wake>,
         requests: VecDeque<Request>,
-        vt_events: VecDeque<VtEvent>,
+        /// What inputd holds; `None` in it is a failed read at that point.
+        vt_events: VecDeque<Option<VtEvent>>,
         unmounted: bool,
         /// The signal behind the first `Interrupted` wake is SIGTERM.
         sigterm: bool,
+        serve_fails: bool,
+        timer_fails: bool,
         terminated: bool,
         inputd_closed: bool,
+        inputd_reads: u32,
         timer_armed: u32,
     }
 
@@ -164,19 +197,30 @@ mod tests {
             Ok(wake)
         }
         fn serve(&mut self, scheme: &mut DisplayScheme) -> Result<Served, String> {
+            if self.serve_fails {
+                return Err("socket broken".into());
+            }
             while let Some(request) = self.requests.pop_front() {
                 request(scheme);
             }
             Ok(if self.unmounted { Served::Unmounted } else { Served::Open })
         }
-        fn vt_events(&mut self) -> Result<Vec<VtEvent>, String> {
-            Ok(if self.inputd_closed { Vec::new() } else { self.vt_events.drain(..).collect() })
+        fn vt_events(&mut self, events: &mut Vec<VtEvent>) -> Result<(), String> {
+            assert!(!self.inputd_closed, "inputd read after it was closed");
+            self.inputd_reads += 1;
+            while let Some(next) = self.vt_events.pop_front() {
+                events.push(next.ok_or("inputd read failed")?);
+            }
+            Ok(())
         }
         fn close_inputd(&mut self) {
             self.inputd_closed = true;
         }
         fn arm_timer(&mut self) -> Result<(), String> {
             self.timer_armed += 1;
+            if self.timer_fails {
+                return Err("no timer".into());
+            }
             Ok(())
         }
         fn terminate_requested(&self) -> bool {
@@ -208,11 +252,29 @@ mod tests {
         let (mut scheme, _slot, _root) = scheme_with_device();
         let device = Arc::clone(scheme.device().unwrap());
         let mut script = Script::default();
-        script.vt_events.extend([VtEvent::Activate(3), VtEvent::Unknown(9)]);
+        script.vt_events.extend([Some(VtEvent::Activate(3)), Some(VtEvent::Unknown(9))]);
         script.wakes.push_back(Wake::Inputd);
         assert_eq!(run(&mut script, &mut scheme), 1, "ends only when the script does");
         assert_eq!(device.kms.active_vt(), Some(3));
         assert!(!script.inputd_closed);
+    }
+
+    #[test]
+    fn inputd_is_drained_on_every_wake_and_events_before_a_failed_read_still_apply() {
+        let (mut scheme, _slot, _root) = scheme_with_device();
+        let device = Arc::clone(scheme.device().unwrap());
+        let mut script = Script::default();
+        // inputd signals only after some batches: its events must be read on other wakes too.
+        script.vt_events.extend([Some(VtEvent::Activate(2)), None, Some(VtEvent::Activate(4))]);
+        script.wakes.push_back(Wake::Timer);
+        assert_eq!(run(&mut script, &mut scheme), 1);
+        assert_eq!(device.kms.active_vt(), Some(2), "applied although the read after it failed");
+
+        let mut script = Script::default();
+        script.vt_events.push_back(Some(VtEvent::Activate(5)));
+        script.wakes.push_back(Wake::Scheme);
+        assert_eq!(run(&mut script, &mut scheme), 1);
+        assert_eq!(device.kms.active_vt(), Some(5), "read on a scheme wake");
     }
 
     #[test]
@@ -229,7 +291,7 @@ mod tests {
             seen.set(true);
         }));
         slot.yank(YankedReads::Zeros);
-        script.vt_events.push_back(VtEvent::Activate(2));
+        script.vt_events.push_back(Some(VtEvent::Activate(2)));
         assert_eq!(run(&mut script, &mut scheme), 1);
         assert!(scheme.device().is_none(), "the probe unplugged the yanked device");
         assert!(script.inputd_closed, "inputd's handle closed after the unplug");
@@ -251,6 +313,34 @@ mod tests {
         assert!(script.wakes.is_empty(), "it waited for the close");
         assert!(script.inputd_closed);
         assert_eq!(slot.dispi(DISPI_ENABLE), 0, "orderly: scanout turned off before the hardware went");
+    }
+
+    #[test]
+    fn after_sigterm_inputd_is_closed_before_the_loop_waits_again() {
+        let (mut scheme, _slot, root) = scheme_with_device();
+        let _client = open_display(&mut scheme, root);
+        let mut script = Script { sigterm: true, ..Script::default() };
+        script.wakes.push_back(Wake::Interrupted);
+        assert_eq!(run(&mut script, &mut scheme), 1, "the client never closed; the script ended");
+        assert!(script.inputd_closed, "closed at the unplug, not at some later wake");
+        assert_eq!(script.inputd_reads, 1, "read once, on the signal's wake, before the unplug");
+    }
+
+    #[test]
+    fn only_the_event_queue_and_the_scheme_socket_end_the_loop_with_1() {
+        // A broken timer and a failed inputd read are logged; the loop goes on (here to SIGTERM).
+        let (mut scheme, _slot, _root) = scheme_with_device();
+        let mut script = Script { sigterm: true, timer_fails: true, ..Script::default() };
+        script.vt_events.push_back(None);
+        script.wakes.extend([Wake::Timer, Wake::Inputd, Wake::Interrupted]);
+        assert_eq!(run(&mut script, &mut scheme), 0);
+        assert_eq!(script.timer_armed, 1);
+
+        let (mut scheme, _slot, _root) = scheme_with_device();
+        let mut script = Script { serve_fails: true, ..Script::default() };
+        script.wakes.extend([Wake::Scheme, Wake::Interrupted]);
+        assert_eq!(run(&mut script, &mut scheme), 1);
+        assert_eq!(script.wakes.len(), 1, "it stopped at the broken socket");
     }
 
     #[test]

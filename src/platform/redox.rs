@@ -205,14 +205,13 @@ fn arm_timer(timer: &libredox::Fd) -> Result<()> {
     Ok(())
 }
 
-/// Every VtEvent inputd has queued (it answers 0 bytes when none is left).
-fn read_vt_events(inputd: &libredox::Fd) -> std::result::Result<Vec<VtEvent>, String> {
-    let mut events = Vec::new();
+/// Appends every VtEvent inputd has queued to `events` (it answers 0 bytes when none is left).
+fn read_vt_events(inputd: &libredox::Fd, events: &mut Vec<VtEvent>) -> std::result::Result<(), String> {
     loop {
         let mut buf = [0u8; VT_EVENT_BYTES];
         let read = inputd.read(&mut buf).map_err(|e| e.to_string())?;
         if read == 0 {
-            return Ok(events);
+            return Ok(());
         }
         events.extend(decode_vt_events(&buf[..read]).ok_or("inputd sent a partial VtEvent")?);
     }
@@ -265,9 +264,8 @@ impl LoopIo for RedoxIo<'_> {
         }
     }
 
-    fn vt_events(&mut self) -> std::result::Result<Vec<VtEvent>, String> {
-        // inputd signals only after some batches (§10), so this runs on every wake-up.
-        self.inputd.as_ref().map_or(Ok(Vec::new()), read_vt_events)
+    fn vt_events(&mut self, events: &mut Vec<VtEvent>) -> std::result::Result<(), String> {
+        self.inputd.as_ref().map_or(Ok(()), |inputd| read_vt_events(inputd, events))
     }
 
     fn close_inputd(&mut self) {
@@ -363,16 +361,10 @@ impl Platform for Redox {
 
     fn drain_inputd(&mut self) -> std::result::Result<(), String> {
         let Some(inputd) = &self.inputd else { return Ok(()) };
-        for event in read_vt_events(inputd)? {
-            match event {
-                VtEvent::Activate(vt) => {
-                    log::info!("inputd: activate VT {vt}");
-                    self.scheme.activate(vt);
-                }
-                VtEvent::Unknown(kind) => log::warn!("inputd: unknown event kind {kind}"),
-            }
-        }
-        Ok(())
+        let mut events = Vec::new();
+        let read = read_vt_events(inputd, &mut events);
+        event_loop::apply_vt_events(&self.scheme, events);
+        read
     }
 
     fn notify_ready(&mut self) -> std::result::Result<(), String> {

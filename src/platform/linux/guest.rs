@@ -16,9 +16,9 @@
 //! object must be freed by that close.
 //!
 //! Functions are found by scanning sysfs (at start, after lost events, and every so often while no
-//! device is bound) and from `add@` events; one is bound once the kernel has assigned its BARs. A
-//! function that was unplugged or failed to bind is never taken again (a re-plugged device is a
-//! new sysfs node).
+//! device is bound) and from `add@` events; one is bound once its BARs can be mapped (the kernel has
+//! assigned them addresses and made their `resource` files). A function that was unplugged or
+//! failed to bind is never taken again (a re-plugged device is a new sysfs node).
 //!
 //! Progress is written as lines starting with [`MARK`], which the host waits on.
 
@@ -49,8 +49,8 @@ const FRAMES_BESIDE_NEXT: u64 = 20;
 /// How often sysfs is scanned while no device is bound.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(250);
 
-/// How long a hot-plugged function may take to get its BARs assigned.
-const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a hot-plugged function's BARs may take to become mappable.
+const MAPPABLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the device's presence is checked when no event comes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
@@ -159,7 +159,7 @@ struct Guest<'a> {
     sysfs: &'a Path,
     kernel: Kernel,
     bound: Option<Bound>,
-    /// Bochs functions seen but not bound yet (BARs unassigned, or another device bound).
+    /// Bochs functions seen but not bound yet (BARs not mappable yet, or another device bound).
     pending: Vec<(PciFunction, Node, Instant)>,
     /// Nodes unplugged or refused: never bound again.
     retired: Vec<Node>,
@@ -191,8 +191,8 @@ impl Guest<'_> {
         if known {
             return;
         }
-        if !function.bars_assigned().unwrap_or(false) {
-            self.mark(format_args!("{}: waiting for its BARs to be assigned", function.slot));
+        if !function.bars_ready().unwrap_or(false) {
+            self.mark(format_args!("{}: waiting for its BARs to be mappable", function.slot));
         }
         self.pending.push((function, node, Instant::now()));
     }
@@ -206,7 +206,7 @@ impl Guest<'_> {
         }
     }
 
-    /// Binds the first candidate whose BARs are assigned, if no device is bound; drops candidates
+    /// Binds the first candidate whose BARs are mappable, if no device is bound; drops candidates
     /// that left, and gives up on those whose BARs never come.
     fn bind_pending(&mut self) {
         for (function, node, since) in std::mem::take(&mut self.pending) {
@@ -214,10 +214,10 @@ impl Guest<'_> {
                 self.mark(format_args!("{} left before it was bound", function.slot));
                 continue;
             }
-            match function.bars_assigned() {
+            match function.bars_ready() {
                 Ok(true) if self.bound.is_none() => self.bind(function, node),
-                Ok(false) if since.elapsed() >= ASSIGNMENT_TIMEOUT => {
-                    self.fail(format_args!("{}: BARs never assigned", function.slot));
+                Ok(false) if since.elapsed() >= MAPPABLE_TIMEOUT => {
+                    self.fail(format_args!("{}: BARs never became mappable", function.slot));
                     self.retired.push(node);
                 }
                 Ok(_) => self.pending.push((function, node, since)),
@@ -565,7 +565,7 @@ mod tests {
         let second = fake_sysfs::add(&root, "0000:02:00.0", 0x1234, 0x1111);
         fake_sysfs::assign_bars(&second, false);
         guest.events.send(pci_event("add", "0000:02:00.0")).unwrap();
-        guest.lines.wait_for("0000:02:00.0: waiting for its BARs to be assigned");
+        guest.lines.wait_for("0000:02:00.0: waiting for its BARs to be mappable");
         assert!(!guest.lines.text().contains("bound device 2"), "bound before its BARs were assigned");
         assert_eq!(std::fs::read_to_string(second.join("enable")).unwrap(), "0\n", "not enabled yet");
         fake_sysfs::assign_bars(&second, true);

@@ -83,10 +83,12 @@ impl PciFunction {
             .map_err(|_| invalid(&path, "not a hex number"))
     }
 
-    /// Whether the kernel has given both BARs an address yet. A hot-plugged function's `add@`
-    /// uevent can come before its BARs are assigned, and enabling it then fails with EINVAL.
-    pub fn bars_assigned(&self) -> io::Result<bool> {
-        Ok(self.bar_address(0)? != 0 && self.bar_address(2)? != 0)
+    /// Whether both BARs can be mapped yet: the kernel has given them addresses and made their
+    /// `resource0`/`resource2` files. A hot-plugged function's `add@` uevent can come before either
+    /// (enabling it before the addresses fails with EINVAL; the files follow a little later).
+    pub fn bars_ready(&self) -> io::Result<bool> {
+        let file = |bar: u8| self.path.join(format!("resource{bar}")).exists();
+        Ok(self.bar_address(0)? != 0 && self.bar_address(2)? != 0 && file(0) && file(2))
     }
 
     /// Turns on memory decoding if the function is disabled (`enable` reads 0).
@@ -192,9 +194,13 @@ mod tests {
             function.id,
             PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 }
         );
-        assert!(function.bars_assigned().unwrap());
+        assert!(function.bars_ready().unwrap());
         fake_sysfs::assign_bars(&function.path, false);
-        assert!(!function.bars_assigned().unwrap(), "an add@ uevent can come before this");
+        assert!(!function.bars_ready().unwrap(), "an add@ uevent can come before the addresses");
+        fake_sysfs::assign_bars(&function.path, true);
+        std::fs::rename(function.path.join("resource2"), function.path.join("resource2.later")).unwrap();
+        assert!(!function.bars_ready().unwrap(), "and before the resource files");
+        std::fs::rename(function.path.join("resource2.later"), function.path.join("resource2")).unwrap();
         function.enable().unwrap();
         assert_eq!(std::fs::read_to_string(function.path.join("enable")).unwrap(), "1");
         let bochs = Bochs::probe(function.id, function.map_bars().unwrap(), Options::default()).unwrap();

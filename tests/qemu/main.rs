@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use displayd::platform::linux::guest::{test_pattern, MARK};
+use displayd::platform::linux::guest::{progress_line, test_pattern, MARK};
 use serde_json::json;
 
 use qmp::Qmp;
@@ -138,21 +138,20 @@ impl Machine {
 
     /// Waits for the guest's progress line starting with `MARK` + `line` and returns its rest.
     fn wait_for(&mut self, line: &str, timeout: Duration) -> Result<String, String> {
-        let wanted = format!("{MARK} {line}");
         let deadline = Instant::now() + timeout;
         loop {
             let log = std::fs::read_to_string(self.console()).unwrap_or_default();
-            if let Some(found) = log.lines().find(|l| l.starts_with(&wanted)) {
-                return Ok(found[wanted.len()..].to_string());
+            if let Some(rest) = progress_line(&log, line) {
+                return Ok(rest.to_string());
             }
-            if let Some(failed) = log.lines().find(|l| l.starts_with(&format!("{MARK} FAILED"))) {
-                return Err(format!("the guest reported: {failed}"));
+            if let Some(failed) = progress_line(&log, "FAILED") {
+                return Err(format!("the guest reported: FAILED{failed}"));
             }
             if let Ok(Some(status)) = self.qemu.0.try_wait() {
                 return Err(format!("QEMU exited ({status}) before `{line}`"));
             }
             if Instant::now() > deadline {
-                return Err(format!("no `{wanted}` on the console in {timeout:?}"));
+                return Err(format!("no `{MARK} {line}` on the console in {timeout:?}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

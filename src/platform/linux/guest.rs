@@ -40,6 +40,18 @@ use crate::scheme::{DeviceObject, DisplayScheme};
 /// How every progress line starts.
 pub const MARK: &str = "displayd-guest:";
 
+/// The rest of the first progress line in `log` that starts with `start` (after [`MARK`]).
+///
+/// ```
+/// use displayd::platform::linux::guest::progress_line;
+/// let log = "boot\ndisplayd-guest: device 1 shows pattern 1 at 1280x800\n";
+/// assert_eq!(progress_line(log, "device 1 shows pattern 1 at "), Some("1280x800"));
+/// assert_eq!(progress_line(log, "FAILED"), None);
+/// ```
+pub fn progress_line<'a>(log: &'a str, start: &str) -> Option<&'a str> {
+    log.lines().find_map(|line| line.strip_prefix(MARK)?.strip_prefix(' ')?.strip_prefix(start))
+}
+
 /// The VT the clients draw on.
 const VT: usize = 3;
 
@@ -493,14 +505,13 @@ mod tests {
 
         /// The rest of the first progress line starting with `start`; panics after 30 s.
         fn wait_for(&self, start: &str) -> String {
-            let wanted = format!("{MARK} {start}");
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 let text = self.text();
-                if let Some(line) = text.lines().find(|l| l.starts_with(&wanted)) {
-                    return line[wanted.len()..].to_string();
+                if let Some(rest) = progress_line(&text, start) {
+                    return rest.to_string();
                 }
-                assert!(Instant::now() < deadline, "no `{wanted}` in:\n{text}");
+                assert!(Instant::now() < deadline, "no `{MARK} {start}` in:\n{text}");
                 thread::sleep(Duration::from_millis(5));
             }
         }

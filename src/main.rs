@@ -1,7 +1,7 @@
 //! The displayd daemon.
 //!
-//! On Redox it is spawned by pcid-spawner and serves the `display.*` scheme (type-checked here; no
-//! Redox machine has run it yet). On any other host it runs the demo: the display scheme on the
+//! On Redox it is spawned by pcid-spawner and serves the `display.*` scheme (`tests/redox` boots it
+//! so under QEMU). On any other host it runs the demo: the display scheme on the
 //! emulated Bochs device; on Linux, `displayd guest` drives the machine's real Bochs adapter with
 //! in-process clients (what the QEMU end-to-end test boots).
 
@@ -78,7 +78,9 @@ fn main() {
         log::error!("displayd: {error}");
         std::process::exit(1);
     }
-    std::process::exit(platform.run());
+    let status = platform.run();
+    log::info!("exiting with status {status}");
+    std::process::exit(status);
 }
 
 /// Redox daemons log to stderr and to `/scheme/logging/<category>/<subcategory>/<name>.log`.

@@ -8,7 +8,8 @@
 //!   it and runs its managed releases.
 //! * Every request is answered with a value or an errno; none panics on client input.
 //! * `control` is the administrator's path (uid 0 only, EACCES for others): reading it gives a
-//!   status line, writing `unplug` removes the device in an orderly way.
+//!   status line (it opens `POSITIONED`, so reads advance), writing `unplug` removes the device in
+//!   an orderly way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -142,15 +143,18 @@ impl DisplayScheme {
         id
     }
 
+    /// The control path's status line. It names displayd's pid, which an administrator (or the
+    /// Redox test) signals to stop it as shutdown does.
     fn status(&self) -> String {
+        let pid = std::process::id();
         let displays = self.handles.values().filter(|h| matches!(h, Handle::Display { .. })).count();
         match &self.device {
             Some(device) => format!(
-                "device {} present, {displays} display handles, active vt {}\n",
+                "device {} present, {displays} display handles, active vt {}, pid {pid}\n",
                 device.instance,
                 device.kms.active_vt().map_or_else(|| "none".to_string(), |vt| vt.to_string())
             ),
-            None => format!("no device, {displays} display handles\n"),
+            None => format!("no device, {displays} display handles, pid {pid}\n"),
         }
     }
 }
@@ -186,7 +190,11 @@ impl SchemeSync for DisplayScheme {
         } else {
             return Err(Error::new(EINVAL));
         };
-        Ok(OpenResult::ThisScheme { number: self.insert(handle), flags: NewFdFlags::empty() })
+        // The control path is read like a file, so the kernel must track its offset: without
+        // POSITIONED, Redox hands the scheme offset u64::MAX on every read.
+        let flags =
+            if matches!(handle, Handle::Control) { NewFdFlags::POSITIONED } else { NewFdFlags::empty() };
+        Ok(OpenResult::ThisScheme { number: self.insert(handle), flags })
     }
 
     fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {

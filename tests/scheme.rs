@@ -103,8 +103,9 @@ fn after_an_orderly_unplug_consumers_keep_running_and_nothing_touches_the_device
     assert_eq!(errno(drm::set_crtc(orbital.fd(), 19, 0, &[], None)), ENODEV);
     assert_eq!(errno(rig.kernel.open("v2/4", 0)), ENODEV, "no device to bind new opens to");
     let mut status = [0u8; 64];
-    let len = control.read(&mut status).unwrap();
-    assert_eq!(&status[..len], b"no device, 2 display handles\n");
+    let len = control.read_at(0, &mut status).unwrap(); // the write moved the file position
+    let pid = std::process::id();
+    assert_eq!(status[..len], *format!("no device, 2 display handles, pid {pid}\n").as_bytes());
 
     let weak = Arc::downgrade(&rig.device);
     drop(rig.device);
@@ -145,9 +146,14 @@ fn the_control_path_is_root_only_and_says_what_it_does() {
     let rig = rig();
     assert_eq!(errno(rig.kernel.open("control", 1000)), EACCES);
     let control = rig.kernel.open("control", 0).unwrap();
-    let mut status = [0u8; 64];
+    // Read as a file: the status line, then the end of it (the kernel tracks the offset because
+    // the handle is POSITIONED; otherwise Redox passes offset u64::MAX and the status reads empty).
+    let mut status = [0u8; 80];
     let len = control.read(&mut status).unwrap();
-    assert_eq!(&status[..len], b"device 1 present, 0 display handles, active vt none\n");
+    let line = format!("device 1 present, 0 display handles, active vt none, pid {}\n", std::process::id());
+    assert_eq!(status[..len], *line.as_bytes());
+    assert_eq!(control.read(&mut status).unwrap(), 0, "end of file");
+    assert_eq!(control.read_at(7, &mut status).unwrap(), len - 7, "pread from an offset");
     assert_eq!(errno(control.write(b"reboot")), EINVAL);
     assert_eq!(errno(control.call(ioctl::VERSION, &mut [0; 40])), EINVAL);
     control.write(b"unplug").unwrap();

@@ -10,4 +10,5 @@ pub mod pcid;
 #[cfg(target_os = "redox")]
 pub mod redox;
 pub mod startup;
+pub mod test_pattern;
 pub mod timeline;

@@ -1,16 +1,17 @@
 //! The Redox platform: pcid's channel and BAR mappings, dumb-buffer memory, the scheme socket,
 //! inputd, the health-probe timer and the event loop (protocol reference §1–§3, §6).
 //!
-//! Type-checked for `x86_64-unknown-redox` in CI; there is no Redox machine to run it on here. Its
+//! Cross-built against Redox's relibc and run under QEMU by `tests/redox` on every CI run. Its
 //! logic lives in [`super::startup`] (start-up order), [`super::event_loop`] (what each wake-up
 //! means) and [`crate::scheme`], which are tested on Linux; this file only talks to the system.
 
 use std::io::{Read, Write};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use libredox::flag::{MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE};
+use libredox::flag::{
+    MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, O_WRONLY, PROT_READ, PROT_WRITE,
+};
 use redox_scheme::scheme::{register_sync_scheme, SchemeState, SchemeSync};
 use redox_scheme::{RequestKind, SignalBehavior, Socket};
 use syscall::error::{Error, Result, EAGAIN, EINTR, EINVAL, ENOMEM, EWOULDBLOCK};
@@ -25,22 +26,31 @@ use crate::guard::Releases;
 use crate::kms::{Allocator, BufferMemory, Kms, PAGE};
 use crate::scheme::{DeviceObject, DisplayScheme};
 
-/// Set by the SIGTERM handler; the event loop acts on it.
-static TERMINATE: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigterm(_signal: i32) {
-    // Only an atomic store: all a signal handler may safely do.
-    TERMINATE.store(true, Relaxed);
+/// Blocks SIGTERM for good: displayd never takes a signal while it runs. The event loop finds a
+/// SIGTERM among the pending signals instead ([`sigterm_pending`]), at its next wake; the
+/// health-probe timer wakes it at least every [`HEALTH_PERIOD_NS`].
+///
+/// Why no handler: relibc's signal entry (redox-rt `__relibc_internal_sigentry`, x86_64, at relibc
+/// e8d4ce48) uses RCX as scratch before it saves it, so a signal that arrives while a process runs
+/// user code returns with RCX changed. On the first Redox run, SIGTERM landed inside the row copy of
+/// a flush, whose loop bound lives in RCX: memcpy ran off the end of the client's buffer and
+/// displayd died of a page fault.
+fn block_sigterm() -> std::result::Result<(), String> {
+    let mut set: libc::sigset_t = 0;
+    // SAFETY: `set` is a valid signal set that the calls only write or read.
+    let blocked = unsafe {
+        libc::sigemptyset(&mut set) == 0
+            && libc::sigaddset(&mut set, libc::SIGTERM) == 0
+            && libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0
+    };
+    blocked.then_some(()).ok_or_else(|| format!("blocking SIGTERM: {}", std::io::Error::last_os_error()))
 }
 
-/// Installs the SIGTERM handler, without SA_RESTART so the event-queue read returns EINTR.
-fn catch_sigterm() -> std::result::Result<(), String> {
-    // SAFETY: `sigaction` is a plain C struct for which all zeroes is a valid value (default
-    // handler, empty mask, no flags); the handler is then set to a function with the C signature.
-    let mut action: libredox::data::SigAction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = on_sigterm as *const () as usize;
-    libredox::call::sigaction(libredox::flag::SIGTERM, Some(&action), None)
-        .map_err(|e| format!("SIGTERM: {e}"))
+/// Whether a SIGTERM is waiting (it stays blocked, so it stays pending once sent).
+fn sigterm_pending() -> bool {
+    let mut set: libc::sigset_t = 0;
+    // SAFETY: as in `block_sigterm`.
+    unsafe { libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGTERM) == 1 }
 }
 
 /// How often the health probe reads the ID register.
@@ -151,6 +161,7 @@ pub struct Redox {
     inputd: Option<libredox::Fd>,
     events: Option<libredox::Fd>,
     timer: Option<libredox::Fd>,
+    graphical_debug: Option<libredox::Fd>,
 }
 
 /// Event-queue tags of the sources.
@@ -170,6 +181,7 @@ impl Redox {
             inputd: None,
             events: None,
             timer: None,
+            graphical_debug: None,
         }
     }
 
@@ -182,6 +194,7 @@ impl Redox {
             inputd: &mut self.inputd,
             events,
             timer: self.timer.as_ref(),
+            graphical_debug: &mut self.graphical_debug,
         };
         event_loop::run(&mut io, &mut self.scheme)
     }
@@ -217,6 +230,21 @@ fn read_vt_events(inputd: &libredox::Fd, events: &mut Vec<VtEvent>) -> std::resu
     }
 }
 
+/// Turns the kernel's graphical debug console off at the first VT activation, as Redox's graphics
+/// drivers do: until then the kernel draws its log into the boot framebuffer, which is this
+/// device's VRAM, so its lines would land on displayd's frames (seen on the first real run).
+fn end_graphical_debug(graphical_debug: &mut Option<libredox::Fd>, events: &[VtEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    if let Some(fd) = graphical_debug.take() {
+        match fd.write(&[1]) {
+            Ok(_) => log::info!("kernel console: graphical debug output turned off"),
+            Err(error) => log::warn!("kernel console: graphical debug output stays on: {error}"),
+        }
+    }
+}
+
 /// The event loop's view of Redox: the event queue and its sources, everything but the scheme.
 struct RedoxIo<'a> {
     socket: Option<&'a Socket>,
@@ -224,6 +252,7 @@ struct RedoxIo<'a> {
     inputd: &'a mut Option<libredox::Fd>,
     events: &'a libredox::Fd,
     timer: Option<&'a libredox::Fd>,
+    graphical_debug: &'a mut Option<libredox::Fd>,
 }
 
 impl LoopIo for RedoxIo<'_> {
@@ -265,7 +294,9 @@ impl LoopIo for RedoxIo<'_> {
     }
 
     fn vt_events(&mut self, events: &mut Vec<VtEvent>) -> std::result::Result<(), String> {
-        self.inputd.as_ref().map_or(Ok(()), |inputd| read_vt_events(inputd, events))
+        let read = self.inputd.as_ref().map_or(Ok(()), |inputd| read_vt_events(inputd, events));
+        end_graphical_debug(self.graphical_debug, events);
+        read
     }
 
     fn close_inputd(&mut self) {
@@ -277,7 +308,7 @@ impl LoopIo for RedoxIo<'_> {
     }
 
     fn terminate_requested(&self) -> bool {
-        TERMINATE.load(Relaxed)
+        sigterm_pending()
     }
 }
 
@@ -343,12 +374,17 @@ impl Platform for Redox {
     }
 
     fn subscribe(&mut self) -> std::result::Result<(), String> {
-        catch_sigterm()?;
+        block_sigterm()?;
         let events = libredox::Fd::open("/scheme/event", O_CREAT | O_RDWR | O_CLOEXEC, 0)
             .map_err(|e| e.to_string())?;
         let timer = libredox::Fd::open(&format!("/scheme/time/{CLOCK_MONOTONIC}"), O_RDWR | O_CLOEXEC, 0)
             .map_err(|e| e.to_string())?;
         self.events = Some(events);
+        // Opened now, written at the first activation (see `end_graphical_debug`).
+        self.graphical_debug =
+            libredox::Fd::open("/scheme/debug/disable-graphical-debug", O_WRONLY | O_CLOEXEC, 0)
+                .map_err(|error| log::warn!("/scheme/debug/disable-graphical-debug: {error}"))
+                .ok();
         let socket = self.socket.as_ref().map(|s| s.inner().raw()).ok_or("no scheme socket")?;
         let inputd = self.inputd.as_ref().map(libredox::Fd::raw).ok_or("no inputd handle")?;
         self.subscribe_fd(socket, SOURCE_SCHEME).map_err(|e| e.to_string())?;
@@ -363,6 +399,7 @@ impl Platform for Redox {
         let Some(inputd) = &self.inputd else { return Ok(()) };
         let mut events = Vec::new();
         let read = read_vt_events(inputd, &mut events);
+        end_graphical_debug(&mut self.graphical_debug, &events);
         event_loop::apply_vt_events(&self.scheme, events);
         read
     }

@@ -6,12 +6,14 @@
 //! long as the mapping lives, as the kernel keeps the frames), `munmap` when it goes, and `on_close`
 //! only once the file and every mapping of it are gone.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult, Request, RequestKind};
 use syscall::error::{Error, Result, EINVAL};
 use syscall::flag::{MapFlags, MunmapFlags};
+use syscall::schemev2::NewFdFlags;
 
 use crate::kms::BufferMemory;
 use crate::scheme::DisplayScheme;
@@ -51,9 +53,12 @@ impl Kernel {
     pub fn open(&self, path: &str, uid: u32) -> Result<Fd> {
         let opened = self.scheme().openat(self.root, path, 0, 0, &caller(uid))?;
         match opened {
-            OpenResult::ThisScheme { number, .. } => {
-                Ok(Fd(Arc::new(OpenFile { kernel: self.clone(), id: number, uid })))
-            }
+            OpenResult::ThisScheme { number, flags } => Ok(Fd(Arc::new(OpenFile {
+                kernel: self.clone(),
+                id: number,
+                uid,
+                offset: flags.contains(NewFdFlags::POSITIONED).then_some(AtomicU64::new(0)),
+            }))),
             _ => Err(Error::new(EINVAL)),
         }
     }
@@ -65,6 +70,22 @@ struct OpenFile {
     kernel: Kernel,
     id: usize,
     uid: u32,
+    /// The file offset, kept only for handles the scheme opened `POSITIONED`. Redox's kernel passes
+    /// every other handle's reads and writes offset `u64::MAX` (`sys_read`), and so does this one.
+    offset: Option<AtomicU64>,
+}
+
+impl OpenFile {
+    /// The offset a read or write of `len` bytes at the file position starts at.
+    fn position(&self) -> u64 {
+        self.offset.as_ref().map_or(u64::MAX, |offset| offset.load(Relaxed))
+    }
+
+    fn advance(&self, by: usize) {
+        if let Some(offset) = &self.offset {
+            offset.fetch_add(by as u64, Relaxed);
+        }
+    }
 }
 
 impl Drop for OpenFile {
@@ -96,14 +117,24 @@ impl Fd {
         Ok(stat.st_dev)
     }
 
-    /// `read`.
+    /// `read` at the file position, which it advances.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
-        self.0.kernel.scheme().read(self.0.id, buf, 0, 0, &caller(self.0.uid))
+        let read = self.0.kernel.scheme().read(self.0.id, buf, self.0.position(), 0, &caller(self.0.uid))?;
+        self.0.advance(read);
+        Ok(read)
     }
 
-    /// `write`.
+    /// `pread`: a read at `offset`, leaving the file position alone.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.0.kernel.scheme().read(self.0.id, buf, offset, 0, &caller(self.0.uid))
+    }
+
+    /// `write` at the file position, which it advances.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
-        self.0.kernel.scheme().write(self.0.id, buf, 0, 0, &caller(self.0.uid))
+        let written =
+            self.0.kernel.scheme().write(self.0.id, buf, self.0.position(), 0, &caller(self.0.uid))?;
+        self.0.advance(written);
+        Ok(written)
     }
 
     /// `mmap(MAP_SHARED)` of `len` bytes at `offset`: the scheme's `mmap_prep` picks the memory.

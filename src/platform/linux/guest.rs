@@ -7,7 +7,7 @@
 //! a surprise, never touched again. A Bochs function's `add@` uevent becomes a new device object.
 //!
 //! Each device object gets a fresh Orbital-like client (Orbital's exact call sequence, through the
-//! real display scheme) that draws [`test_pattern`] number `instance` and keeps redrawing a moving
+//! real display scheme) that draws [`test_pattern`](crate::platform::test_pattern::test_pattern) number `instance` and keeps redrawing a moving
 //! band of it, so damage flushes never stop but the picture never changes. A client whose device
 //! went away keeps drawing, its calls answered as the unplug policy says. Once the next device
 //! shows its pattern, that device's client holds still while the orphan draws on for a while — so
@@ -35,6 +35,7 @@ use crate::device::bochs::{Health, Removal};
 use crate::platform::host::consumers::{Consumer, ConsumerDisplay, ConsumerError};
 use crate::platform::host::kernel::Kernel;
 use crate::platform::host::plug_hardware;
+use crate::platform::test_pattern::pattern_frame;
 use crate::scheme::{DeviceObject, DisplayScheme};
 
 /// How every progress line starts.
@@ -66,32 +67,6 @@ const MAPPABLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the device's presence is checked when no event comes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
-
-/// The colour (red, green, blue) of pixel (`x`, `y`) in test pattern `number`. Every channel of
-/// every pixel depends on its coordinates and differs between patterns 1 and 2, so a wrong pitch,
-/// offset, byte order or device shows up in an exact comparison.
-///
-/// ```
-/// use displayd::platform::linux::guest::test_pattern;
-/// assert_ne!(test_pattern(1, 10, 20), test_pattern(2, 10, 20));
-/// assert_ne!(test_pattern(1, 10, 20), test_pattern(1, 11, 20));
-/// assert_ne!(test_pattern(1, 10, 20), test_pattern(1, 10, 21));
-/// ```
-pub fn test_pattern(number: u32, x: u32, y: u32) -> [u8; 3] {
-    let key = (number as u8).wrapping_mul(0x5b);
-    let tile = (x >> 8) as u8 ^ ((y >> 8) as u8) << 4;
-    [x as u8 ^ key, y as u8 ^ key.rotate_left(3), tile ^ (x as u8 >> 5) ^ key.rotate_left(5)]
-}
-
-/// Test pattern `number` as a `width`×`height` XRGB8888 frame (little-endian words: B, G, R, X).
-fn pattern_frame(number: u32, width: u32, height: u32) -> Vec<u8> {
-    (0..height)
-        .flat_map(|y| (0..width).flat_map(move |x| test_pattern(number, x, y)))
-        .collect::<Vec<u8>>()
-        .chunks(3)
-        .flat_map(|rgb| [rgb[2], rgb[1], rgb[0], 0])
-        .collect()
-}
 
 /// What one client has done so far, and whether it must hold still.
 #[derive(Default)]

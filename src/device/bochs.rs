@@ -154,8 +154,8 @@ impl Rect {
     /// The smallest rectangle holding both.
     pub fn union(self, other: Rect) -> Rect {
         let (x, y) = (self.x.min(other.x), self.y.min(other.y));
-        let right = (self.x + self.width).max(other.x + other.width);
-        let bottom = (self.y + self.height).max(other.y + other.height);
+        let right = self.x.saturating_add(self.width).max(other.x.saturating_add(other.width));
+        let bottom = self.y.saturating_add(self.height).max(other.y.saturating_add(other.height));
         Rect { x, y, width: right - x, height: bottom - y }
     }
 }

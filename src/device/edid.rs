@@ -36,7 +36,8 @@ impl Mode {
         let htotal = width.saturating_add(160);
         let vtotal = height.saturating_add(height / 30 + 6);
         // In 10 kHz steps, the resolution EDID stores clocks in.
-        let clock_khz = (u32::from(htotal) * u32::from(vtotal) * 60).div_ceil(10_000) * 10;
+        let clock_khz =
+            (u32::from(htotal).saturating_mul(u32::from(vtotal)).saturating_mul(60)).div_ceil(10_000) * 10;
         Mode {
             clock_khz,
             hdisplay: width,
@@ -53,11 +54,12 @@ impl Mode {
 
     /// Refresh rate in Hz, rounded.
     pub fn refresh_hz(&self) -> u32 {
-        let pixels = u32::from(self.htotal) * u32::from(self.vtotal);
+        let pixels = u64::from(self.htotal) * u64::from(self.vtotal);
         if pixels == 0 {
             return 0;
         }
-        (self.clock_khz * 1000 + pixels / 2) / pixels
+        let hz = (u64::from(self.clock_khz) * 1000 + pixels / 2) / pixels;
+        u32::try_from(hz).unwrap_or(u32::MAX)
     }
 }
 

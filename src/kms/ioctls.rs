@@ -568,7 +568,8 @@ impl Call<'_> {
                     let at = |j: usize| u32::from(u16::from_le_bytes([c[j], c[j + 1]]));
                     let (x1, y1) = (at(0), at(2));
                     let (x2, y2) = (at(4).min(whole.width), at(6).min(whole.height));
-                    (x1 < x2 && y1 < y2).then_some(Rect { x: x1, y: y1, width: x2 - x1, height: y2 - y1 })
+                    // `then`, not `then_some`: the sizes may only be computed once the check holds.
+                    (x1 < x2 && y1 < y2).then(|| Rect { x: x1, y: y1, width: x2 - x1, height: y2 - y1 })
                 })
                 .reduce(Rect::union)
         };

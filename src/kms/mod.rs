@@ -362,8 +362,10 @@ impl Kms {
         use crate::device::bochs::{Rect, Source};
         let left = damage.x.max(plane.src_x);
         let top = damage.y.max(plane.src_y);
-        let right = (damage.x + damage.width).min(plane.src_x + plane.width);
-        let bottom = (damage.y + damage.height).min(plane.src_y + plane.height);
+        // Saturating: damage and plane come from clients (checked where they were set, but a
+        // slip here must clip, not wrap or panic).
+        let right = damage.x.saturating_add(damage.width).min(plane.src_x.saturating_add(plane.width));
+        let bottom = damage.y.saturating_add(damage.height).min(plane.src_y.saturating_add(plane.height));
         if left >= right || top >= bottom {
             return Ok(());
         }
@@ -375,8 +377,8 @@ impl Kms {
             .ok_or(crate::device::bochs::DeviceError::OutOfBounds)?;
         let src = Source { bytes, pitch: fb.pitch as usize, x: left, y: top };
         let dst = Rect {
-            x: plane.crtc_x + (left - plane.src_x),
-            y: plane.crtc_y + (top - plane.src_y),
+            x: plane.crtc_x.saturating_add(left - plane.src_x),
+            y: plane.crtc_y.saturating_add(top - plane.src_y),
             width: right - left,
             height: bottom - top,
         };

@@ -22,7 +22,7 @@ use syscall::Stat;
 
 use crate::device::bochs::Removal;
 use crate::guard::Releases;
-use crate::kms::{BufferMemory, FileId, Kms};
+use crate::kms::{BufferMemory, FileId, Kms, MAX_VT};
 
 /// `st_dev` of every handle: the DRM character-device major, 226.
 pub const DRM_DEVICE: u64 = 226 << 8;
@@ -155,6 +155,16 @@ impl DisplayScheme {
     }
 }
 
+/// A VT number as a display path names it: canonical decimal (digits only, no sign, no leading
+/// zero except `0` itself) from 0 to [`MAX_VT`].
+fn parse_vt(text: &str) -> Option<usize> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
+        && text.len() <= 4;
+    text.parse().ok().filter(|&vt| canonical && vt <= MAX_VT)
+}
+
 impl SchemeSync for DisplayScheme {
     fn scheme_root(&mut self) -> Result<usize> {
         Ok(self.insert(Handle::Root))
@@ -177,7 +187,7 @@ impl SchemeSync for DisplayScheme {
             }
             Handle::Control
         } else if let Some(vt) = path.strip_prefix("v2/") {
-            let vt: usize = vt.parse().map_err(|_| Error::new(EINVAL))?;
+            let vt = parse_vt(vt).ok_or(Error::new(EINVAL))?;
             let device = self.device.clone().ok_or(Error::new(ENODEV))?;
             let file = device.kms.open(vt);
             Handle::Display { device, file, vt }

@@ -538,3 +538,50 @@ fn set_crtc_needs_a_framebuffer_for_a_mode_and_never_shows_another_vts_pixels() 
     assert_eq!(screen.pixel(100, 100), [7, 7, 7]);
     assert_eq!(screen.pixel(10, 10), [0, 0, 0], "nothing of VT 3 around VT 4's plane");
 }
+
+#[test]
+fn vt_numbers_are_canonical_and_bounded_and_per_vt_state_goes_with_the_last_handle() {
+    let rig = rig();
+    let (_shown_fd, _, mode) = shown(&rig, [3, 3, 3]); // VT 3, active
+    let baseline = (rig.device.kms.vt_states(), rig.device.kms.live_objects());
+    assert_eq!(baseline.0, 1);
+    for bad in
+        ["v2/+3", "v2/0003", "v2/03", "v2/", "v2/-1", "v2/3 ", "v2/ 3", "v2/3a", "v2/4097", "v2/300000"]
+    {
+        assert_eq!(errno(rig.kernel.open(bad, 1000)), EINVAL, "{bad}");
+    }
+    assert_eq!(rig.kernel.open("v2/0", 1000).unwrap().path().unwrap(), "/scheme/display.bochs/v2/0");
+    // Every VT number once, one at a time, each with a mode set on a framebuffer closed while shown.
+    for vt in 0..=displayd::kms::MAX_VT {
+        let fd = rig.kernel.open(&format!("v2/{vt}"), 1000).unwrap();
+        if vt % 512 == 1 {
+            let fb = framebuffer(&fd, 800, 600, [1, 2, 3]);
+            drm::set_crtc(&fd, 19, fb, &[21], Some(&mode)).unwrap();
+            fd.call(ioctl::CLOSE_FB, &mut fixed(&[(0, fb)], 8)).unwrap();
+        }
+    }
+    assert_eq!((rig.device.kms.vt_states(), rig.device.kms.live_objects()), baseline);
+    // Many at once, then all closed.
+    let open: Vec<_> = (100..400).map(|vt| rig.kernel.open(&format!("v2/{vt}"), 1000).unwrap()).collect();
+    assert_eq!(rig.device.kms.vt_states(), baseline.0 + 300);
+    drop(open);
+    assert_eq!((rig.device.kms.vt_states(), rig.device.kms.live_objects()), baseline);
+    // Switching away from a VT nobody holds forgets it too.
+    rig.kernel.scheme().activate(7);
+    rig.kernel.scheme().activate(3);
+    assert_eq!(rig.device.kms.vt_states(), baseline.0);
+}
+
+#[test]
+fn framebuffers_per_file_are_bounded() {
+    let rig = rig();
+    let fd = rig.kernel.open("v2/3", 1000).unwrap();
+    let dumb = drm::create_dumb(&fd, 64, 64).unwrap();
+    for _ in 0..displayd::kms::MAX_FRAMEBUFFERS_PER_FILE {
+        drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).unwrap();
+    }
+    assert_eq!(errno(drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle)), syscall::error::ENOSPC);
+    let other = rig.kernel.open("v2/3", 1001).unwrap();
+    let theirs = drm::create_dumb(&other, 64, 64).unwrap();
+    drm::add_fb(&other, 64, 64, theirs.pitch, 24, theirs.handle).expect("another file has its own allowance");
+}

@@ -9,7 +9,7 @@ use super::codec::{ioctl, Payload};
 use super::props::{self, object};
 use super::{
     full, ids, DumbBuffer, FileId, Format, Framebuffer, Kms, Plane, State, DUMB_WINDOW,
-    MAX_DUMB_BUFFERS_PER_FILE, MAX_DUMB_BYTES_PER_FILE, PAGE,
+    MAX_DUMB_BUFFERS_PER_FILE, MAX_DUMB_BYTES_PER_FILE, MAX_FRAMEBUFFERS_PER_FILE, PAGE,
 };
 use crate::device::bochs::{DeviceError, Rect};
 
@@ -149,6 +149,10 @@ impl Call<'_> {
     }
 
     fn add_framebuffer(&mut self, fb: Framebuffer) -> Result<u32> {
+        let owned = self.state.framebuffers.values().filter(|fb| fb.owner == self.file).count();
+        if owned >= MAX_FRAMEBUFFERS_PER_FILE {
+            return fail(ENOSPC);
+        }
         let id = Kms::allocate_id(self.state)?;
         self.state.framebuffers.insert(id, fb);
         Ok(id)

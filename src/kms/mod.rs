@@ -42,6 +42,12 @@ pub const PAGE: usize = 4096;
 pub const MAX_DUMB_BYTES_PER_FILE: usize = 1 << 30;
 /// At most this many dumb buffers per open file.
 pub const MAX_DUMB_BUFFERS_PER_FILE: usize = 256;
+/// At most this many framebuffers per open file (closed ones still shown included).
+pub const MAX_FRAMEBUFFERS_PER_FILE: usize = 256;
+/// The largest VT number a display path may name (`v2/0` to `v2/4096`). Redox VTs are small numbers
+/// handed out by inputd; anything past this is refused, so no client can make per-VT state for
+/// absurd numbers.
+pub const MAX_VT: usize = 4096;
 
 /// Memory that backs a dumb buffer: page-aligned, page-rounded, its own mapping, never reused.
 pub trait BufferMemory: Send + Sync {
@@ -205,7 +211,7 @@ impl Kms {
         &self.adapter
     }
 
-    /// Opens a file bound to `vt`.
+    /// Opens a file bound to `vt` (at most [`MAX_VT`]; the scheme refuses larger numbers).
     pub fn open(&self, vt: usize) -> FileId {
         let mut state = self.lock();
         let id = state.next_file;
@@ -228,9 +234,9 @@ impl Kms {
     /// Never touches the device once it is unplugged.
     pub fn close(&self, file: FileId) {
         let mut state = self.lock();
-        if state.files.remove(&file).is_none() {
+        let Some(File { vt, .. }) = state.files.remove(&file) else {
             return;
-        }
+        };
         let owned: Vec<(u32, bool)> = state
             .framebuffers
             .iter()
@@ -243,16 +249,41 @@ impl Kms {
                 self.remove_framebuffer(&mut state, fb);
             }
         }
+        Self::forget_unused_vt(&mut state, vt);
     }
 
     /// Makes `vt` the one on screen and replays its saved state to the hardware.
     pub fn activate(&self, vt: usize) {
         let mut state = self.lock();
-        state.active_vt = Some(vt);
+        let previous = state.active_vt.replace(vt);
         state.vts.entry(vt).or_default();
+        if let Some(previous) = previous.filter(|&p| p != vt) {
+            Self::forget_unused_vt(&mut state, previous);
+        }
         if let Err(error) = self.replay(&state, vt) {
             log::warn!("kms: replaying VT {vt} failed: {error}");
         }
+    }
+
+    /// Frees a VT's saved state once no file is bound to it and it is not on screen, with the
+    /// closed framebuffers only it still showed: per-VT state lives exactly as long as something
+    /// refers to it, so opening and closing many VTs leaves nothing behind.
+    fn forget_unused_vt(state: &mut State, vt: usize) {
+        if state.active_vt == Some(vt) || state.files.values().any(|f| f.vt == vt) {
+            return;
+        }
+        let Some(forgotten) = state.vts.remove(&vt) else { return };
+        if let Some(fb) = forgotten.plane.fb {
+            let closed = state.framebuffers.get(&fb).is_some_and(|fb| fb.closed);
+            if closed && !state.vts.values().any(|v| v.plane.fb == Some(fb)) {
+                state.framebuffers.remove(&fb);
+            }
+        }
+    }
+
+    /// How many VTs have saved state (for leak checks): those a file is bound to, plus the active one.
+    pub fn vt_states(&self) -> usize {
+        self.lock().vts.len()
     }
 
     /// The VT on screen, if any.

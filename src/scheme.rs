@@ -100,8 +100,8 @@ impl DisplayScheme {
     }
 
     /// The health probe: if the bound device's ID register no longer reads a Bochs ID, the device
-    /// is gone without notice (surprise removal), so it is unplugged without touching it. Returns
-    /// whether that happened.
+    /// is gone without notice (surprise removal), so it is unplugged without touching it; a device
+    /// that already unplugged itself is unbound. Returns whether either happened.
     pub fn check_health(&mut self) -> bool {
         let Some(device) = &self.device else { return false };
         match device.kms.adapter().health() {
@@ -109,8 +109,20 @@ impl DisplayScheme {
                 log::warn!("health probe: device {} reads ID {id:#06x}: surprise removal", device.instance);
                 self.unplug(Removal::Surprise)
             }
-            _ => false,
+            crate::device::bochs::Health::Unplugged => self.unbind_if_unplugged(),
+            crate::device::bochs::Health::Present => false,
         }
+    }
+
+    /// Unbinds the bound device if it has unplugged itself (the driver found it gone in the middle
+    /// of a call, see [`crate::device::bochs::Bochs::set_mode`]), so new opens get ENODEV and the
+    /// platform sees no device. Called at every open and by the health probe; the event loop calls
+    /// it on every wake. Returns whether it unbound one.
+    pub fn unbind_if_unplugged(&mut self) -> bool {
+        if !self.device.as_ref().is_some_and(|d| d.kms.adapter().is_unplugged()) {
+            return false;
+        }
+        self.unplug(Removal::Surprise)
     }
 
     /// inputd switched to `vt`: the bound device shows that VT's state.
@@ -181,6 +193,7 @@ impl SchemeSync for DisplayScheme {
         if !matches!(self.handles.get(&dirfd), Some(Handle::Root)) {
             return Err(Error::new(EACCES));
         }
+        self.unbind_if_unplugged();
         let handle = if path == "control" {
             if ctx.uid != 0 {
                 return Err(Error::new(EACCES));

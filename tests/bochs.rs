@@ -311,3 +311,22 @@ fn a_device_whose_vram_holds_no_mode_is_refused_not_a_panic() {
     let dev = device(Config { vram_bytes: 64 << 10, ..Config::default() });
     assert_eq!(probe(&dev, BOCHS_DISPLAY, Options::default()).err(), Some(DeviceError::ModeRejected));
 }
+
+#[test]
+fn a_mode_set_on_a_yanked_device_unplugs_it_there_and_then() {
+    for reads in [YankedReads::Zeros, YankedReads::Ones] {
+        let dev = device(Config::default());
+        let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
+        bochs.set_mode(640, 480).unwrap();
+        dev.yank(reads);
+        assert_eq!(bochs.set_mode(800, 600), Err(DeviceError::Gone), "{reads:?}");
+        assert!(bochs.is_unplugged(), "unplugged by the failed mode set, before any probe");
+        dev.remove();
+        assert_refuses_everything(&bochs);
+    }
+    // A mode the device cannot show is a rejected mode, not a removal.
+    let dev = device(Config { vram_bytes: 4 << 20, ..Config::default() });
+    let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
+    assert_eq!(bochs.set_mode(1024, 1032), Err(DeviceError::ModeRejected));
+    assert!(!bochs.is_unplugged());
+}

@@ -9,6 +9,9 @@
 //!   rejected, not silently shown wrong.
 //! * An orderly unplug disables scanout while the device is still there, then revokes; a surprise
 //!   unplug revokes without touching it.
+//! * A mode set whose read-back disagrees checks the ID register in the same section; if the device
+//!   is gone, the driver unplugs itself there and then (a surprise unplug) and answers
+//!   [`DeviceError::Gone`].
 
 use std::sync::Mutex;
 
@@ -356,8 +359,23 @@ impl Bochs {
             m.read16::<{ DISPI + 2 * DISPI_BPP }>(),
         );
         if shown != (width, height, 32) {
-            log::warn!("bochs: asked for {width}x{height}x32, the device shows {shown:?}");
             *scanout = None;
+            // A read-back that disagrees may mean the device is gone (yanked: every register
+            // reads all ones or all zeros). Ask the ID register in this same section; if it no
+            // longer reads a Bochs ID, this is a surprise removal, taken right here rather than
+            // at the next health probe, so no client meets an error the unplug policy does not list.
+            let id = m.read16::<{ DISPI + 2 * DISPI_ID }>();
+            if !(ID_FIRST..=ID_LATEST).contains(&id) {
+                drop(scanout);
+                drop(hw);
+                log::warn!(
+                    "bochs: mode set read back {shown:?} and the ID register reads {id:#06x}: the device \
+                     is gone; unplugging it"
+                );
+                self.unplug(Removal::Surprise);
+                return Err(DeviceError::Gone);
+            }
+            log::warn!("bochs: asked for {width}x{height}x32, the device shows {shown:?}");
             return Err(DeviceError::ModeRejected);
         }
         let set = Scanout { width, height, pitch, offset: 0 };

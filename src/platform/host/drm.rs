@@ -220,6 +220,33 @@ pub fn dirty_fb(fd: &Fd, fb: u32, clips: &[[u16; 4]]) -> Result<()> {
     fd.call(ioctl::DIRTYFB, &mut p).map(drop)
 }
 
+/// PAGE_FLIP flags.
+pub mod flip {
+    /// DRM_MODE_PAGE_FLIP_EVENT: queue a flip-completion event on the fd.
+    pub const EVENT: u32 = 1;
+    /// DRM_MODE_PAGE_FLIP_ASYNC.
+    pub const ASYNC: u32 = 2;
+}
+
+/// PAGE_FLIP of `crtc` to `fb` with `flags`; `user_data` comes back in the completion event.
+pub fn page_flip(fd: &Fd, crtc: u32, fb: u32, flags: u32, user_data: u64) -> Result<()> {
+    let mut p = [0u8; 24];
+    put(&mut p, 0, crtc);
+    put(&mut p, 4, fb);
+    put(&mut p, 8, flags);
+    p[16..24].copy_from_slice(&user_data.to_le_bytes());
+    fd.call(ioctl::PAGE_FLIP, &mut p).map(drop)
+}
+
+/// CURSOR (the legacy cursor ioctl): `flags` 1 sets the image from `handle` at `width`×`height`.
+pub fn cursor(fd: &Fd, crtc: u32, handle: u32, width: u32, height: u32) -> Result<()> {
+    let mut p = [0u8; 28];
+    for (at, value) in [(0, 1), (4, crtc), (16, width), (20, height), (24, handle)] {
+        put(&mut p, at, value);
+    }
+    fd.call(ioctl::CURSOR, &mut p).map(drop)
+}
+
 /// The first connector reporting "connected", as `first_display()` in Orbital and fbcond looks for.
 pub fn first_connected(fd: &Fd, force: bool) -> Result<(u32, Connector)> {
     let resources = card_res(fd)?;

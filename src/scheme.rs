@@ -7,6 +7,11 @@
 //! * `on_close` always runs the file's whole teardown, and the last close of a device object frees
 //!   it and runs its managed releases.
 //! * Every request is answered with a value or an errno; none panics on client input.
+//! * A display handle's `read` returns its flip-completion events (whole 32-byte
+//!   `drm_event_vblank`s; EINVAL for a smaller buffer, EAGAIN when none is queued: it never
+//!   blocks), before and after an unplug; `fevent` reports EVENT_READ while one is queued, and
+//!   [`DisplayScheme::take_readable`] names the handles that got a new one, for the event loop to
+//!   signal.
 //! * `control` is the administrator's path (uid 0 only, EACCES for others): reading it gives a
 //!   status line, writing `unplug` removes the device in an orderly way.
 
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, ENODEV, ENOENT, EOPNOTSUPP};
-use syscall::flag::{MapFlags, MunmapFlags};
+use syscall::flag::{EventFlags, MapFlags, MunmapFlags};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
@@ -63,12 +68,20 @@ pub struct DisplayScheme {
     device: Option<Arc<DeviceObject>>,
     handles: BTreeMap<usize, Handle>,
     next_id: usize,
+    /// Handles that got a new event to read since [`DisplayScheme::take_readable`] last ran.
+    readable: Vec<usize>,
 }
 
 impl DisplayScheme {
     /// A scheme registered as `name` (e.g. `display.bochs`), with no device yet.
     pub fn new(name: impl Into<String>) -> DisplayScheme {
-        DisplayScheme { name: name.into(), device: None, handles: BTreeMap::new(), next_id: 1 }
+        DisplayScheme {
+            name: name.into(),
+            device: None,
+            handles: BTreeMap::new(),
+            next_id: 1,
+            readable: Vec::new(),
+        }
     }
 
     /// Names the scheme (what fpath reports) once its registered name is known.
@@ -130,6 +143,13 @@ impl DisplayScheme {
         if let Some(device) = &self.device {
             device.kms.activate(vt);
         }
+    }
+
+    /// The handles that became readable (a flip-completion event was queued on them) since the last
+    /// call, each once per new event: the Redox event loop posts EVENT_READ for each
+    /// (`Response::post_fevent`).
+    pub fn take_readable(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.readable)
     }
 
     /// How many handles are open (display, control and root).
@@ -232,8 +252,13 @@ impl SchemeSync for DisplayScheme {
     fn call(&mut self, id: usize, payload: &mut [u8], metadata: &[u64], _ctx: &CallerCtx) -> Result<usize> {
         match self.handles.get(&id).ok_or(Error::new(EBADF))? {
             Handle::Display { device, file, .. } => {
-                let nr = *metadata.first().ok_or(Error::new(EINVAL))?;
-                device.kms.call(*file, nr, payload)
+                // No number at all is an unknown one: EINVAL, or ENODEV once unplugged.
+                let nr = metadata.first().copied().unwrap_or(u64::MAX);
+                let answer = device.kms.call(*file, nr, payload);
+                if device.kms.take_new_event(*file) {
+                    self.readable.push(id);
+                }
+                answer
             }
             _ => Err(Error::new(EINVAL)),
         }
@@ -274,6 +299,7 @@ impl SchemeSync for DisplayScheme {
         _ctx: &CallerCtx,
     ) -> Result<usize> {
         match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Display { device, file, .. } => device.kms.read_events(*file, buf),
             Handle::Control => {
                 let status = self.status();
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(status.len());
@@ -300,7 +326,17 @@ impl SchemeSync for DisplayScheme {
         }
     }
 
+    fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
+        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Display { device, file, .. } if device.kms.has_events(*file) => {
+                Ok(flags & EventFlags::EVENT_READ)
+            }
+            _ => Ok(EventFlags::empty()),
+        }
+    }
+
     fn on_close(&mut self, id: usize) {
+        self.readable.retain(|&r| r != id);
         if let Some(Handle::Display { device, file, .. }) = self.handles.remove(&id) {
             device.kms.close(file);
             // `device` drops here; if this was the last handle, the device object goes with it.

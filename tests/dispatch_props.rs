@@ -1,6 +1,6 @@
 //! Random client input never panics the driver: random ioctl numbers, payload sizes and bytes (with
-//! real object ids and handles mixed in), mmaps and VT switches, across an unplug. Every call is
-//! answered with a value or an errno, and closing everything frees the device object.
+//! real object ids and handles mixed in), event reads, mmaps and VT switches, across an unplug.
+//! Every call is answered with a value or an errno, and closing everything frees the device object.
 //! `PROPTEST_CASES` sets the number of cases (default 256).
 #![cfg(not(loom))]
 
@@ -53,6 +53,7 @@ enum Op {
     Call { client: usize, nr: u64, payload: Vec<u8>, plant: Vec<(usize, u32)>, exact_size: bool },
     Mmap { client: usize, handle: u64, len: usize },
     DropMappings,
+    Read { client: usize, len: usize },
     Activate(usize),
     Unplug,
 }
@@ -65,6 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(client, nr, payload, plant, exact_size)| Op::Call { client, nr, payload, plant, exact_size }),
         2 => (0..2usize, 0..6u64, prop_oneof![Just(4096usize), 1..20000usize]).prop_map(|(client, handle, len)| Op::Mmap { client, handle, len }),
         1 => Just(Op::DropMappings),
+        1 => (0..2usize, 0..80usize).prop_map(|(client, len)| Op::Read { client, len }),
         1 => (1..5usize).prop_map(Op::Activate),
         1 => Just(Op::Unplug),
     ]
@@ -111,6 +113,11 @@ proptest! {
                     }
                 }
                 Op::DropMappings => mappings.clear(),
+                Op::Read { client, len } => {
+                    if let Ok(read) = clients[client].read(&mut vec![0; len]) {
+                        prop_assert!(read > 0 && read % 32 == 0 && read <= len, "whole events only: {read}");
+                    }
+                }
                 Op::Activate(vt) => kernel.scheme().activate(vt),
                 Op::Unplug => {
                     kernel.scheme().unplug(Removal::Orderly);

@@ -60,8 +60,9 @@ fn window(consumer: Consumer, reads: YankedReads, trigger: Trigger) -> Result<()
         }
         Trigger::PageFlip => {
             let dumb = drm::create_dumb(fd, w, h).map_err(|e| format!("CREATE_DUMB: {e:?}"))?;
-            let other =
-                drm::add_fb(fd, w, h, dumb.pitch, 24, dumb.handle).map_err(|e| format!("ADD_FB: {e:?}"))?;
+            let depth = if consumer == Consumer::Orbital { 32 } else { 24 }; // the format it shows
+            let other = drm::add_fb(fd, w, h, dumb.pitch, depth, dumb.handle)
+                .map_err(|e| format!("ADD_FB: {e:?}"))?;
             drm::page_flip(fd, crtc, other, 0, 0)
         }
         Trigger::DirtyFb => drm::dirty_fb(fd, fb, &[[0, 0, 32, 32]]),

@@ -1,6 +1,6 @@
 //! Fuzzes the display scheme's call dispatcher: the input is a script of ioctls (any number, any
 //! payload bytes), DIRTYFBs with arbitrary clip rectangles on each client's shown framebuffer,
-//! mmaps, VT switches and an unplug, played by two clients against a fresh device. Any panic
+//! event reads, mmaps, VT switches and an unplug, played by two clients against a fresh device. Any panic
 //! (overflow checks are on: cargo-fuzz builds with debug assertions), or a device object that
 //! outlives its last handle, is a finding.
 //!
@@ -57,7 +57,11 @@ fuzz_target!(|script: &[u8]| {
                     .collect();
                 let _ = drm::dirty_fb(client, shown[usize::from(op & 1)], &clips);
             }
-            105..=112 => {
+            105..=106 => {
+                // read: flip-completion events into a buffer of `arg` bytes (never blocks).
+                let _ = client.read(&mut vec![0u8; usize::from(arg)]);
+            }
+            107..=112 => {
                 if let Ok(mapping) = client.mmap(u64::from(arg % 8) << 28, 4096 * (1 + usize::from(arg >> 5)))
                 {
                     mappings.push(mapping);

@@ -265,9 +265,21 @@ impl Bochs {
             if pci.revision >= 2 && hw.mmio.read32::<QEXT_SIZE>() >= 8 {
                 hw.mmio.write32::<QEXT_BYTE_ORDER>(QEXT_LITTLE_ENDIAN);
             }
-            let mut blob = vec![0u8; EDID_BYTES];
-            for (offset, byte) in blob.iter_mut().enumerate() {
-                *byte = hw.mmio.try_read8(offset).map_err(|_| DeviceError::OutOfBounds)?;
+            let read = |range: std::ops::Range<usize>| -> Result<Vec<u8>, DeviceError> {
+                range.map(|offset| hw.mmio.try_read8(offset).map_err(|_| DeviceError::OutOfBounds)).collect()
+            };
+            // The base block, then as many extension blocks as it declares (byte 126), as Linux
+            // reads them: the blob clients get is 128 × (1 + extensions) bytes.
+            let mut blob = read(0..edid::BLOCK)?;
+            let declared = edid::BLOCK * (1 + usize::from(blob[126]));
+            if declared <= EDID_WINDOW {
+                blob.extend(read(edid::BLOCK..declared)?);
+            } else {
+                log::warn!(
+                    "bochs: the EDID declares {} extension blocks, more than fit; ignoring them",
+                    blob[126]
+                );
+                edid::drop_extensions(&mut blob);
             }
             (hw.vram.len().min(reported), blob)
         };

@@ -178,6 +178,23 @@ fn standard_timing(b0: u8, b1: u8) -> Option<(u16, u16)> {
     Some((width, height))
 }
 
+/// Makes a base block declare no extension blocks (its checksum fixed to match).
+pub fn drop_extensions(block: &mut [u8]) {
+    if block.len() >= BLOCK {
+        block[126] = 0;
+        block[127] = 0u8.wrapping_sub(block[..127].iter().fold(0u8, |s, &x| s.wrapping_add(x)));
+    }
+}
+
+/// An empty CTA-861 extension block (tag 0x02, revision 3, no data blocks), for the emulated
+/// device's monitors that declare one.
+pub fn empty_cta_extension() -> [u8; BLOCK] {
+    let mut b = [0u8; BLOCK];
+    b[..4].copy_from_slice(&[0x02, 0x03, 0x04, 0x00]);
+    b[127] = 0u8.wrapping_sub(b[..127].iter().fold(0u8, |s, &x| s.wrapping_add(x)));
+    b
+}
+
 /// Encodes a base block for a monitor whose preferred mode is `preferred`, also listing the
 /// standard timings `others` (each width a multiple of 8 from 256 to 2288, aspect 16:10, 4:3, 5:4
 /// or 16:9; at most 8, others ignored). Manufacturer `RHT`, named "QEMU Monitor", like QEMU's.

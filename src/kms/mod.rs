@@ -5,17 +5,19 @@
 //! Guarantees:
 //! * Every client input gets an errno, never a panic, and cannot reach another file's dumb buffers
 //!   or destroy another file's framebuffers.
-//! * After the device is unplugged, calls that need it fail with ENODEV, except what keeps today's
-//!   consumers alive: GET_CONNECTOR answers from the last known state with status "disconnected",
+//! * After the device is unplugged, calls that need it fail with ENODEV (before their number or
+//!   payload is looked at), except what keeps today's consumers alive: GET_CONNECTOR answers from the last known state with status "disconnected",
 //!   DIRTYFB is accepted and dropped, and releasing calls (DESTROY_DUMB, RM_FB, CLOSE_FB) still
 //!   free memory. Closing a file always runs its whole teardown, without touching the device.
+//! * Flip-completion events queued before an unplug are still read; reading never blocks.
 
 pub mod codec;
 mod ioctls;
 mod props;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::device::Adapter;
 
@@ -48,6 +50,11 @@ pub const MAX_FRAMEBUFFERS_PER_FILE: usize = 256;
 /// handed out by inputd; anything past this is refused, so no client can make per-VT state for
 /// absurd numbers.
 pub const MAX_VT: usize = 4096;
+
+/// Bytes in one `drm_event_vblank`, the only event displayd queues.
+pub const EVENT_BYTES: usize = 32;
+/// `drm_event.type` of a page-flip completion (DRM_EVENT_FLIP_COMPLETE).
+pub const EVENT_FLIP_COMPLETE: u32 = 2;
 
 /// Memory that backs a dumb buffer: page-aligned, page-rounded, its own mapping, never reused.
 pub trait BufferMemory: Send + Sync {
@@ -156,6 +163,10 @@ struct File {
     next_handle: u32,
     dumb_bytes: usize,
     unique_set: bool,
+    /// Flip-completion events not yet read (at most one per CRTC: a second flip is EBUSY).
+    events: VecDeque<[u8; EVENT_BYTES]>,
+    /// An event was queued since the scheme last asked (so it can signal readiness once per event).
+    new_event: bool,
 }
 
 struct State {
@@ -166,6 +177,8 @@ struct State {
     active_vt: Option<usize>,
     files: BTreeMap<FileId, File>,
     next_file: FileId,
+    /// Page flips completed on the CRTC (the `sequence` of flip events).
+    flips: u32,
 }
 
 /// The KMS state of one device object.
@@ -180,6 +193,8 @@ pub struct Kms {
     unique: String,
     allocator: Arc<dyn Allocator>,
     state: Mutex<State>,
+    /// When the device was bound: flip events' timestamps count from here.
+    bound_at: Instant,
 }
 
 impl Kms {
@@ -202,7 +217,9 @@ impl Kms {
                 active_vt: None,
                 files: BTreeMap::new(),
                 next_file: 1,
+                flips: 0,
             }),
+            bound_at: Instant::now(),
         }
     }
 
@@ -217,9 +234,18 @@ impl Kms {
         let id = state.next_file;
         state.next_file += 1;
         state.vts.entry(vt).or_default();
-        state
-            .files
-            .insert(id, File { vt, dumb: BTreeMap::new(), next_handle: 1, dumb_bytes: 0, unique_set: false });
+        state.files.insert(
+            id,
+            File {
+                vt,
+                dumb: BTreeMap::new(),
+                next_handle: 1,
+                dumb_bytes: 0,
+                unique_set: false,
+                events: VecDeque::new(),
+                new_event: false,
+            },
+        );
         id
     }
 
@@ -289,6 +315,63 @@ impl Kms {
     /// The VT on screen, if any.
     pub fn active_vt(&self) -> Option<usize> {
         self.lock().active_vt
+    }
+
+    /// Reads whole flip-completion events (32 bytes each, oldest first) into `buf`: EINVAL if
+    /// `buf` cannot hold one, EAGAIN if none is queued. Never blocks, and keeps working after an
+    /// unplug, so events queued before it are still delivered.
+    pub fn read_events(&self, file: FileId, buf: &mut [u8]) -> syscall::error::Result<usize> {
+        use syscall::error::{Error, EAGAIN, EBADF, EINVAL};
+        if buf.len() < EVENT_BYTES {
+            return Err(Error::new(EINVAL));
+        }
+        let mut state = self.lock();
+        let file = state.files.get_mut(&file).ok_or(Error::new(EBADF))?;
+        if file.events.is_empty() {
+            return Err(Error::new(EAGAIN));
+        }
+        let mut read = 0;
+        for out in buf.chunks_exact_mut(EVENT_BYTES) {
+            let Some(event) = file.events.pop_front() else { break };
+            out.copy_from_slice(&event);
+            read += EVENT_BYTES;
+        }
+        Ok(read)
+    }
+
+    /// Whether `file` has an event to read (its readiness for EVENT_READ).
+    pub fn has_events(&self, file: FileId) -> bool {
+        self.lock().files.get(&file).is_some_and(|f| !f.events.is_empty())
+    }
+
+    /// Whether an event was queued on `file` since the last call (for signalling readiness once
+    /// per new event).
+    pub fn take_new_event(&self, file: FileId) -> bool {
+        self.lock().files.get_mut(&file).is_some_and(|f| std::mem::take(&mut f.new_event))
+    }
+
+    /// Queues a flip-completion event for `user_data` on `file`: a `drm_event_vblank` with the
+    /// CRTC's flip count as its sequence and the time since the device was bound.
+    fn queue_flip_event(&self, state: &mut State, file: FileId, user_data: u64) {
+        state.flips = state.flips.wrapping_add(1);
+        let since_bind = self.bound_at.elapsed();
+        let mut event = [0u8; EVENT_BYTES];
+        let fields: [(usize, u32); 6] = [
+            (0, EVENT_FLIP_COMPLETE),
+            (4, EVENT_BYTES as u32),
+            (16, u32::try_from(since_bind.as_secs()).unwrap_or(u32::MAX)),
+            (20, since_bind.subsec_micros()),
+            (24, state.flips),
+            (28, ids::CRTC),
+        ];
+        for (at, value) in fields {
+            event[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        }
+        event[8..16].copy_from_slice(&user_data.to_le_bytes());
+        if let Some(file) = state.files.get_mut(&file) {
+            file.events.push_back(event);
+            file.new_event = true;
+        }
     }
 
     /// How many framebuffers and dumb buffers are alive (for leak checks).

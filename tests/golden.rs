@@ -188,7 +188,8 @@ fn page_flip_refusals_follow_linux() {
     let (kernel, _slot, fd) = setup();
     let dumb = drm::create_dumb(&fd, 800, 600).unwrap();
     drm::add_fb(&fd, 800, 600, dumb.pitch, 24, dumb.handle).unwrap(); // fb 23
-                                                                      // CRTC off (no framebuffer on its plane): EBUSY.
+
+    // CRTC off (no framebuffer on its plane): EBUSY.
     assert_eq!(refused(&fd, ioctl::PAGE_FLIP, "13000000 17000000 00000000 00000000 0000000000000000"), EBUSY);
     shown_again(&kernel, &fd);
     // A framebuffer smaller than the 800x600 viewport: ENOSPC, as Linux's source-coordinate check.
@@ -274,7 +275,8 @@ fn after_an_unplug_enodev_comes_before_any_payload_check_and_the_policy_calls_ke
     let (kernel, _slot, fd) = setup();
     let dumb = drm::create_dumb(&fd, 800, 600).unwrap();
     drm::add_fb(&fd, 800, 600, dumb.pitch, 24, dumb.handle).unwrap(); // fb 23
-                                                                      // Before: an unknown number and malformed payloads are EINVAL.
+
+    // Before: an unknown number and malformed payloads are EINVAL.
     assert_eq!(refused(&fd, 0x42, "00000000"), EINVAL);
     assert_eq!(refused(&fd, ioctl::GET_CAP, "0100000000000000 00000000000000"), EINVAL);
     kernel.scheme().unplug(Removal::Orderly);
@@ -311,7 +313,8 @@ fn kernel_call_without_number(kernel: &Kernel, fd: &Fd, payload: &mut [u8]) -> i
 fn add_fb2_checks_unused_planes_and_modifiers_as_linux_does() {
     let (_kernel, _slot, fd) = setup();
     drm::create_dumb(&fd, 64, 64).unwrap(); // handle 1, pitch 256
-                                            // ADD_FB2 64x64 XRGB8888 on handle 1, pitch 256; `flags`, and one extra field set at `at`.
+
+    // ADD_FB2 64x64 XRGB8888 on handle 1, pitch 256; `flags`, and one extra field set at `at`.
     let add_fb2 = |flags: u32, at: usize, value: u64| {
         let mut p = vec![0u8; 104];
         for (offset, v) in [(4, 64u32), (8, 64), (12, 0x3432_5258), (16, flags), (20, 1), (36, 256)] {

@@ -6,10 +6,13 @@
 //! * Every client input gets an errno, never a panic, and cannot reach another file's dumb buffers
 //!   or destroy another file's framebuffers.
 //! * After the device is unplugged, calls that need it fail with ENODEV (before their number or
-//!   payload is looked at), except what keeps today's consumers alive: GET_CONNECTOR answers from the last known state with status "disconnected",
-//!   DIRTYFB is accepted and dropped, and releasing calls (DESTROY_DUMB, RM_FB, CLOSE_FB) still
-//!   free memory. Closing a file always runs its whole teardown, without touching the device.
+//!   payload is looked at), except what keeps today's consumers alive: GET_CONNECTOR answers from
+//!   the last known state with status "disconnected", DIRTYFB is accepted and dropped, and
+//!   releasing calls (DESTROY_DUMB, RM_FB, CLOSE_FB) still free memory. Closing a file always runs
+//!   its whole teardown, without touching the device.
 //! * Flip-completion events queued before an unplug are still read; reading never blocks.
+//! * Per-client state is bounded (see the `MAX_*` limits), and a VT's state lives only while a file
+//!   is bound to it or it is on screen.
 
 pub mod codec;
 mod ioctls;

@@ -1,8 +1,9 @@
 //! The display scheme end to end, against memcpy in the same run.
 //!
 //! `cargo bench --bench scheme`:
-//! * DIRTYFB of a 256×256 rectangle (encode → dispatch → guard → copy into VRAM) against one memcpy
-//!   of the rectangle's bytes;
+//! * DIRTYFB of a 256×256 rectangle (encode → dispatch → guard → copy into VRAM) against the floor
+//!   for the same work (the rectangle's rows copied one by one between two plain 1920-pixel-wide
+//!   buffers) and one contiguous memcpy of the rectangle's bytes;
 //! * an Orbital-like 1920×1080 frame with full damage (GET_CONNECTOR poll, shadow → mapping copy,
 //!   DIRTYFB) against the two memcpys of the frame that any such frame needs (shadow → buffer,
 //!   buffer → VRAM). Prints frames per second and the ratios.
@@ -17,7 +18,7 @@ use displayd::platform::host::{drm, plug};
 use displayd::scheme::DisplayScheme;
 
 mod common;
-use common::criterion_mean_ns;
+use common::{criterion_mean_ns, PageAligned};
 
 const W: u32 = 1920;
 const H: u32 = 1080;
@@ -49,7 +50,8 @@ fn scheme(c: &mut Criterion) {
     let _device = plug(&kernel, &slot, 1, || {}).expect("plug");
     let client = client(&kernel);
     let shadow = vec![0x5au8; FRAME];
-    let mut plain = [vec![0xa5u8; FRAME], vec![0x3cu8; FRAME]];
+    // Page-aligned, like the dumb buffer and VRAM the DIRTYFB copies between.
+    let mut plain = [PageAligned::new(FRAME, 0xa5), PageAligned::new(FRAME, 0x3c)];
 
     // A real client has drawn into its buffer before it flushes it.
     client.mapping.write(0, &shadow);
@@ -58,8 +60,18 @@ fn scheme(c: &mut Criterion) {
     group.bench_function("dirtyfb 256x256", |b| {
         b.iter(|| drm::dirty_fb(&client.fd, client.fb, &[[600, 300, 856, 556]]).expect("dirtyfb"))
     });
+    group.bench_function("row copy 256x256", |b| {
+        b.iter(|| {
+            let [dst, src] = &mut plain;
+            let (dst, src) = (dst.bytes_mut(), src.bytes());
+            for y in 300..556 {
+                let at = y * (W as usize * 4) + 600 * 4;
+                dst[at..at + 1024].copy_from_slice(black_box(&src[at..at + 1024]));
+            }
+        })
+    });
     group.bench_function("memcpy 256x256 bytes", |b| {
-        b.iter(|| plain[0][..RECT].copy_from_slice(black_box(&shadow[..RECT])))
+        b.iter(|| plain[0].bytes_mut()[..RECT].copy_from_slice(black_box(&shadow[..RECT])))
     });
     group.bench_function("orbital frame 1920x1080", |b| {
         b.iter(|| {
@@ -70,9 +82,9 @@ fn scheme(c: &mut Criterion) {
     });
     group.bench_function("two memcpys of a frame", |b| {
         b.iter(|| {
-            plain[0].copy_from_slice(black_box(&shadow));
-            let (first, second) = plain.split_at_mut(1);
-            second[0].copy_from_slice(black_box(&first[0]));
+            plain[0].bytes_mut().copy_from_slice(black_box(&shadow));
+            let [first, second] = &mut plain;
+            second.bytes_mut().copy_from_slice(black_box(first.bytes()));
         })
     });
     group.finish();
@@ -89,9 +101,13 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     if common::measuring() {
         let mean = |name: &str| criterion_mean_ns("scheme", name);
-        if let (Some(dirty), Some(copy)) = (mean("dirtyfb 256x256"), mean("memcpy 256x256 bytes")) {
+        if let (Some(dirty), Some(floor), Some(copy)) =
+            (mean("dirtyfb 256x256"), mean("row copy 256x256"), mean("memcpy 256x256 bytes"))
+        {
             println!(
-                "\nDIRTYFB 256x256 end to end {dirty:.0} ns, memcpy of the rect {copy:.0} ns: ratio {:.3}",
+                "\nDIRTYFB 256x256 end to end {dirty:.0} ns, row copy of the rect {floor:.0} ns (ratio {:.3}), \
+                 memcpy of its bytes {copy:.0} ns (ratio {:.3})",
+                floor / dirty,
                 copy / dirty
             );
         }

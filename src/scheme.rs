@@ -7,6 +7,11 @@
 //! * `on_close` always runs the file's whole teardown, and the last close of a device object frees
 //!   it and runs its managed releases.
 //! * Every request is answered with a value or an errno; none panics on client input.
+//! * A display handle's `read` returns its flip-completion events (whole 32-byte
+//!   `drm_event_vblank`s; EINVAL for a smaller buffer, EAGAIN when none is queued: it never
+//!   blocks), before and after an unplug; `fevent` reports EVENT_READ while one is queued, and
+//!   [`DisplayScheme::take_readable`] names the handles that got a new one, for the event loop to
+//!   signal.
 //! * `control` is the administrator's path (uid 0 only, EACCES for others): reading it gives a
 //!   status line (it opens `POSITIONED`, so reads advance), writing `unplug` removes the device in
 //!   an orderly way.
@@ -17,13 +22,13 @@ use std::sync::Arc;
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, ENODEV, ENOENT, EOPNOTSUPP};
-use syscall::flag::{MapFlags, MunmapFlags};
+use syscall::flag::{EventFlags, MapFlags, MunmapFlags};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use crate::device::bochs::Removal;
 use crate::guard::Releases;
-use crate::kms::{BufferMemory, FileId, Kms};
+use crate::kms::{BufferMemory, FileId, Kms, MAX_VT};
 
 /// `st_dev` of every handle: the DRM character-device major, 226.
 pub const DRM_DEVICE: u64 = 226 << 8;
@@ -64,12 +69,20 @@ pub struct DisplayScheme {
     device: Option<Arc<DeviceObject>>,
     handles: BTreeMap<usize, Handle>,
     next_id: usize,
+    /// Handles that got a new event to read since [`DisplayScheme::take_readable`] last ran.
+    readable: Vec<usize>,
 }
 
 impl DisplayScheme {
     /// A scheme registered as `name` (e.g. `display.bochs`), with no device yet.
     pub fn new(name: impl Into<String>) -> DisplayScheme {
-        DisplayScheme { name: name.into(), device: None, handles: BTreeMap::new(), next_id: 1 }
+        DisplayScheme {
+            name: name.into(),
+            device: None,
+            handles: BTreeMap::new(),
+            next_id: 1,
+            readable: Vec::new(),
+        }
     }
 
     /// Names the scheme (what fpath reports) once its registered name is known.
@@ -101,8 +114,8 @@ impl DisplayScheme {
     }
 
     /// The health probe: if the bound device's ID register no longer reads a Bochs ID, the device
-    /// is gone without notice (surprise removal), so it is unplugged without touching it. Returns
-    /// whether that happened.
+    /// is gone without notice (surprise removal), so it is unplugged without touching it; a device
+    /// that already unplugged itself is unbound. Returns whether either happened.
     pub fn check_health(&mut self) -> bool {
         let Some(device) = &self.device else { return false };
         match device.kms.adapter().health() {
@@ -110,8 +123,20 @@ impl DisplayScheme {
                 log::warn!("health probe: device {} reads ID {id:#06x}: surprise removal", device.instance);
                 self.unplug(Removal::Surprise)
             }
-            _ => false,
+            crate::device::bochs::Health::Unplugged => self.unbind_if_unplugged(),
+            crate::device::bochs::Health::Present => false,
         }
+    }
+
+    /// Unbinds the bound device if it has unplugged itself (the driver found it gone in the middle
+    /// of a call, see [`crate::device::bochs::Bochs::set_mode`]), so new opens get ENODEV and the
+    /// platform sees no device. Called at every open and by the health probe; the event loop calls
+    /// it on every wake. Returns whether it unbound one.
+    pub fn unbind_if_unplugged(&mut self) -> bool {
+        if !self.device.as_ref().is_some_and(|d| d.kms.adapter().is_unplugged()) {
+            return false;
+        }
+        self.unplug(Removal::Surprise)
     }
 
     /// inputd switched to `vt`: the bound device shows that VT's state.
@@ -119,6 +144,13 @@ impl DisplayScheme {
         if let Some(device) = &self.device {
             device.kms.activate(vt);
         }
+    }
+
+    /// The handles that became readable (a flip-completion event was queued on them) since the last
+    /// call, each once per new event: the Redox event loop posts EVENT_READ for each
+    /// (`Response::post_fevent`).
+    pub fn take_readable(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.readable)
     }
 
     /// How many handles are open (display, control and root).
@@ -159,6 +191,16 @@ impl DisplayScheme {
     }
 }
 
+/// A VT number as a display path names it: canonical decimal (digits only, no sign, no leading
+/// zero except `0` itself) from 0 to [`MAX_VT`].
+fn parse_vt(text: &str) -> Option<usize> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
+        && text.len() <= 4;
+    text.parse().ok().filter(|&vt| canonical && vt <= MAX_VT)
+}
+
 impl SchemeSync for DisplayScheme {
     fn scheme_root(&mut self) -> Result<usize> {
         Ok(self.insert(Handle::Root))
@@ -175,13 +217,14 @@ impl SchemeSync for DisplayScheme {
         if !matches!(self.handles.get(&dirfd), Some(Handle::Root)) {
             return Err(Error::new(EACCES));
         }
+        self.unbind_if_unplugged();
         let handle = if path == "control" {
             if ctx.uid != 0 {
                 return Err(Error::new(EACCES));
             }
             Handle::Control
         } else if let Some(vt) = path.strip_prefix("v2/") {
-            let vt: usize = vt.parse().map_err(|_| Error::new(EINVAL))?;
+            let vt = parse_vt(vt).ok_or(Error::new(EINVAL))?;
             let device = self.device.clone().ok_or(Error::new(ENODEV))?;
             let file = device.kms.open(vt);
             Handle::Display { device, file, vt }
@@ -217,8 +260,13 @@ impl SchemeSync for DisplayScheme {
     fn call(&mut self, id: usize, payload: &mut [u8], metadata: &[u64], _ctx: &CallerCtx) -> Result<usize> {
         match self.handles.get(&id).ok_or(Error::new(EBADF))? {
             Handle::Display { device, file, .. } => {
-                let nr = *metadata.first().ok_or(Error::new(EINVAL))?;
-                device.kms.call(*file, nr, payload)
+                // No number at all is an unknown one: EINVAL, or ENODEV once unplugged.
+                let nr = metadata.first().copied().unwrap_or(u64::MAX);
+                let answer = device.kms.call(*file, nr, payload);
+                if device.kms.take_new_event(*file) {
+                    self.readable.push(id);
+                }
+                answer
             }
             _ => Err(Error::new(EINVAL)),
         }
@@ -259,6 +307,7 @@ impl SchemeSync for DisplayScheme {
         _ctx: &CallerCtx,
     ) -> Result<usize> {
         match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Display { device, file, .. } => device.kms.read_events(*file, buf),
             Handle::Control => {
                 let status = self.status();
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(status.len());
@@ -285,7 +334,17 @@ impl SchemeSync for DisplayScheme {
         }
     }
 
+    fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
+        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+            Handle::Display { device, file, .. } if device.kms.has_events(*file) => {
+                Ok(flags & EventFlags::EVENT_READ)
+            }
+            _ => Ok(EventFlags::empty()),
+        }
+    }
+
     fn on_close(&mut self, id: usize) {
+        self.readable.retain(|&r| r != id);
         if let Some(Handle::Display { device, file, .. }) = self.handles.remove(&id) {
             device.kms.close(file);
             // `device` drops here; if this was the last handle, the device object goes with it.

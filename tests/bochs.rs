@@ -41,7 +41,7 @@ fn probe_reads_modes_from_edid_preferred_first() {
     assert_eq!(sizes(&bochs)[0], (1280, 800));
     assert!(bochs.modes()[0].preferred);
     assert!(sizes(&bochs).contains(&(1920, 1080)));
-    assert_eq!(bochs.edid().map(<[u8]>::len), Some(EDID_BYTES));
+    assert_eq!(bochs.edid().map(<[u8]>::len), Some(128), "a base block declaring no extensions");
     assert_eq!(bochs.vram_bytes(), 16 << 20);
     assert_eq!(dev.dispi(DISPI_ENABLE), 0, "probe leaves the display alone");
 }
@@ -310,4 +310,40 @@ fn the_scanout_saves_as_a_png_that_reads_back_the_same() {
 fn a_device_whose_vram_holds_no_mode_is_refused_not_a_panic() {
     let dev = device(Config { vram_bytes: 64 << 10, ..Config::default() });
     assert_eq!(probe(&dev, BOCHS_DISPLAY, Options::default()).err(), Some(DeviceError::ModeRejected));
+}
+
+#[test]
+fn a_mode_set_on_a_yanked_device_unplugs_it_there_and_then() {
+    for reads in [YankedReads::Zeros, YankedReads::Ones] {
+        let dev = device(Config::default());
+        let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
+        bochs.set_mode(640, 480).unwrap();
+        dev.yank(reads);
+        assert_eq!(bochs.set_mode(800, 600), Err(DeviceError::Gone), "{reads:?}");
+        assert!(bochs.is_unplugged(), "unplugged by the failed mode set, before any probe");
+        dev.remove();
+        assert_refuses_everything(&bochs);
+    }
+    // A mode the device cannot show is a rejected mode, not a removal.
+    let dev = device(Config { vram_bytes: 4 << 20, ..Config::default() });
+    let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
+    assert_eq!(bochs.set_mode(1024, 1032), Err(DeviceError::ModeRejected));
+    assert!(!bochs.is_unplugged());
+}
+
+#[test]
+fn the_edid_blob_is_the_base_block_and_the_extensions_it_declares() {
+    for (extensions, len) in [(0u8, 128), (1, 256), (2, 384)] {
+        let dev = device(Config { edid_extensions: extensions, ..Config::default() });
+        let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
+        let edid = bochs.edid().expect("a valid base block");
+        assert_eq!((edid.len(), edid[126]), (len, extensions));
+        assert_eq!(sizes(&bochs)[0], (1280, 800));
+    }
+    // More extensions than fit below the VGA ports: served as the base block alone, consistent.
+    let dev = device(Config { edid_extensions: 9, ..Config::default() });
+    let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
+    let edid = bochs.edid().unwrap();
+    assert_eq!((edid.len(), edid[126]), (128, 0));
+    assert_eq!(edid.iter().fold(0u8, |s, &b| s.wrapping_add(b)), 0, "checksum fixed");
 }

@@ -1,6 +1,6 @@
 //! Random client input never panics the driver: random ioctl numbers, payload sizes and bytes (with
-//! real object ids and handles mixed in), mmaps and VT switches, across an unplug. Every call is
-//! answered with a value or an errno, and closing everything frees the device object.
+//! real object ids and handles mixed in), event reads, mmaps and VT switches, across an unplug.
+//! Every call is answered with a value or an errno, and closing everything frees the device object.
 //! `PROPTEST_CASES` sets the number of cases (default 256).
 #![cfg(not(loom))]
 
@@ -53,6 +53,7 @@ enum Op {
     Call { client: usize, nr: u64, payload: Vec<u8>, plant: Vec<(usize, u32)>, exact_size: bool },
     Mmap { client: usize, handle: u64, len: usize },
     DropMappings,
+    Read { client: usize, len: usize },
     Activate(usize),
     Unplug,
 }
@@ -65,6 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(client, nr, payload, plant, exact_size)| Op::Call { client, nr, payload, plant, exact_size }),
         2 => (0..2usize, 0..6u64, prop_oneof![Just(4096usize), 1..20000usize]).prop_map(|(client, handle, len)| Op::Mmap { client, handle, len }),
         1 => Just(Op::DropMappings),
+        1 => (0..2usize, 0..80usize).prop_map(|(client, len)| Op::Read { client, len }),
         1 => (1..5usize).prop_map(Op::Activate),
         1 => Just(Op::Unplug),
     ]
@@ -111,6 +113,11 @@ proptest! {
                     }
                 }
                 Op::DropMappings => mappings.clear(),
+                Op::Read { client, len } => {
+                    if let Ok(read) = clients[client].read(&mut vec![0; len]) {
+                        prop_assert!(read > 0 && read % 32 == 0 && read <= len, "whole events only: {read}");
+                    }
+                }
                 Op::Activate(vt) => kernel.scheme().activate(vt),
                 Op::Unplug => {
                     kernel.scheme().unplug(Removal::Orderly);
@@ -124,5 +131,81 @@ proptest! {
         drop(mappings);
         kernel.scheme().unplug(Removal::Surprise);
         prop_assert!(weak.upgrade().is_none(), "the device object outlived every handle");
+    }
+}
+
+/// A clip coordinate: inside, on the edges of and far outside an 800×600 framebuffer.
+fn coordinate() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        0..900u16,
+        Just(0u16),
+        Just(599),
+        Just(600),
+        Just(799),
+        Just(800),
+        Just(u16::MAX),
+        any::<u16>()
+    ]
+}
+
+/// The bounding box, clipped to `w`×`h`, of the clips that cover any of it (what DIRTYFB repaints);
+/// no clips at all means the whole framebuffer.
+fn expected_damage(clips: &[[u16; 4]], (w, h): (u32, u32)) -> Option<(u32, u32, u32, u32)> {
+    if clips.is_empty() {
+        return Some((0, 0, w, h));
+    }
+    clips
+        .iter()
+        .map(|c| c.map(u32::from))
+        .map(|[x1, y1, x2, y2]| (x1, y1, x2.min(w), y2.min(h)))
+        .filter(|&(x1, y1, x2, y2)| x1 < x2 && y1 < y2)
+        .reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)))]
+
+    /// DIRTYFB with any clip rectangles (inverted, empty, huge, outside the framebuffer) on the
+    /// framebuffer being shown: always accepted, never a panic (this test runs with overflow checks
+    /// on), and exactly the part of the clips' bounding box inside the framebuffer is repainted.
+    #[test]
+    fn dirtyfb_with_arbitrary_clips_repaints_exactly_the_clipped_damage(
+        clips in prop::collection::vec([coordinate(), coordinate(), coordinate(), coordinate()], 0..6)
+    ) {
+        let (w, h) = (800u32, 600u32);
+        let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
+        let slot = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
+        let _device = plug(&kernel, &slot, 1, || {}).unwrap();
+        let fd = kernel.open("v2/3", 1000).unwrap();
+        let connector = drm::get_connector(&fd, 21, true).unwrap();
+        let mode = (0..connector.modes.len()).find(|&i| connector.size(i) == Some((w, h))).unwrap();
+        let dumb = drm::create_dumb(&fd, w, h).unwrap();
+        let mapping = fd.mmap(drm::map_dumb(&fd, dumb.handle).unwrap(), dumb.size as usize).unwrap();
+        let fill = |byte: u8| {
+            for row in 0..h {
+                mapping.write((row * dumb.pitch) as usize, &vec![byte; (w * 4) as usize]);
+            }
+        };
+        fill(0x11);
+        let fb = drm::add_fb(&fd, w, h, dumb.pitch, 24, dumb.handle).unwrap();
+        drm::set_crtc(&fd, 19, fb, &[21], Some(&connector.modes[mode])).unwrap();
+        kernel.scheme().activate(3);
+        fill(0x77); // drawn, not yet flushed
+        prop_assert_eq!(drm::dirty_fb(&fd, fb, &clips), Ok(()));
+        let screen = slot.scanout().unwrap();
+        let repainted = |x: u32, y: u32| screen.pixel(x, y) == [0x77; 3];
+        match expected_damage(&clips, (w, h)) {
+            None => prop_assert!(!repainted(0, 0) && !repainted(w - 1, h - 1), "nothing to repaint"),
+            Some((x1, y1, x2, y2)) => {
+                for (x, y) in [(x1, y1), (x2 - 1, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)] {
+                    prop_assert!(repainted(x, y), "({x}, {y}) inside the damage");
+                }
+                let outside = [(x1.wrapping_sub(1), y1), (x2, y1), (x1, y1.wrapping_sub(1)), (x1, y2)];
+                for (x, y) in outside.into_iter().filter(|&(x, y)| x < w && y < h) {
+                    prop_assert!(!repainted(x, y), "({x}, {y}) outside the damage");
+                }
+            }
+        }
     }
 }

@@ -304,9 +304,9 @@ fn page_flip_shows_the_new_framebuffer_without_tearing_and_close_fb_waits_for_th
     fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, first)], 24)).unwrap();
     assert_eq!(rig.slot.dispi(displayd::device::regs::DISPI_Y_OFFSET), 0, "and back");
     assert_eq!(
-        errno(fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, second), (8, 1)], 24))),
+        errno(fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, second), (8, 4)], 24))),
         EINVAL,
-        "no events"
+        "an unknown flag"
     );
     // CLOSE_FB on the framebuffer being shown: it stays until the plane moves off it.
     fd.call(ioctl::CLOSE_FB, &mut fixed(&[(0, first)], 8)).unwrap();
@@ -334,7 +334,7 @@ fn properties_the_edid_blob_and_version_calls_answer_like_the_reference() {
     let mut probe = fixed(&[(0, edid_blob)], 8);
     fd.call(ioctl::GET_PROP_BLOB, &mut probe).unwrap();
     let length = u32::from_le_bytes(probe[4..8].try_into().unwrap());
-    assert_eq!(length, 256);
+    assert_eq!(length, 128, "128 bytes per block, and the base block declares no extensions");
     let mut blob = fixed(&[(0, edid_blob), (4, length)], 8 + length as usize);
     fd.call(ioctl::GET_PROP_BLOB, &mut blob).unwrap();
     assert_eq!(&blob[8..16], &[0, 255, 255, 255, 255, 255, 255, 0]);
@@ -436,29 +436,22 @@ fn set_plane_req(fb: u32, crtc: (u32, u32), size: (u32, u32), src: (u32, u32)) -
 }
 
 #[test]
-fn handles_from_get_fb_count_against_the_per_file_allowance() {
+fn polling_get_fb_returns_the_callers_own_handle_and_grows_nothing() {
     let rig = rig();
     let fd = rig.kernel.open("v2/3", 1000).unwrap();
-    // 16000x4000x4 = 256,000,000 bytes: four fit in the 1 GiB allowance, five do not.
-    let mut refused = None;
-    for round in 0..8 {
-        let Ok(dumb) = drm::create_dumb(&fd, 16000, 4000) else {
-            refused = Some(round);
-            break;
-        };
-        let fb = drm::add_fb(&fd, 16000, 4000, dumb.pitch, 24, dumb.handle).unwrap();
-        let mut get = fixed(&[(0, fb)], 28);
-        match fd.call(ioctl::GET_FB, &mut get) {
-            Ok(_) => {}
-            Err(_) => {
-                refused = Some(round);
-                break;
-            }
-        }
-        drm::destroy_dumb(&fd, dumb.handle).unwrap();
-        drm::rm_fb(&fd, fb).unwrap();
+    let other = rig.kernel.open("v2/3", 1001).unwrap();
+    let dumb = drm::create_dumb(&fd, 64, 64).unwrap();
+    let fb = drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).unwrap();
+    let before = rig.device.kms.live_objects();
+    for _ in 0..1000 {
+        assert_eq!(drm::get_fb(&fd, fb).unwrap().handle, dumb.handle, "the handle it was made from");
+        assert_eq!(drm::get_fb2(&fd, fb).unwrap().handle, dumb.handle);
+        assert_eq!(drm::get_fb(&other, fb).unwrap().handle, 0, "not the caller's: no handle");
     }
-    assert!(refused.is_some_and(|r| r <= 4), "the GET_FB handles kept buffers alive past the allowance");
+    assert_eq!(rig.device.kms.live_objects(), before, "no handle was made");
+    drm::create_dumb(&fd, 64, 64).expect("the file's allowance is untouched");
+    drm::destroy_dumb(&fd, dumb.handle).unwrap();
+    assert_eq!(drm::get_fb(&fd, fb).unwrap().handle, 0, "no handle of the caller's is left to name");
 }
 
 #[test]
@@ -530,8 +523,8 @@ fn set_crtc_needs_a_framebuffer_for_a_mode_and_never_shows_another_vts_pixels() 
     assert_eq!(errno(drm::set_crtc(&bob, 19, 0, &[21], Some(&mode))), ENOENT, "as in Linux");
     assert_eq!(
         errno(drm::set_crtc(&bob, 19, u32::MAX, &[21], Some(&mode))),
-        ENOENT,
-        "no framebuffer to keep"
+        EINVAL,
+        "no framebuffer to keep (Linux: the CRTC has no current framebuffer)"
     );
     // A small plane on VT 4: around it the screen is black, not what VT 3 left in VRAM.
     let small = framebuffer(&bob, 800, 600, [1, 2, 3]);
@@ -543,4 +536,51 @@ fn set_crtc_needs_a_framebuffer_for_a_mode_and_never_shows_another_vts_pixels() 
     let screen = rig.slot.scanout().unwrap();
     assert_eq!(screen.pixel(100, 100), [7, 7, 7]);
     assert_eq!(screen.pixel(10, 10), [0, 0, 0], "nothing of VT 3 around VT 4's plane");
+}
+
+#[test]
+fn vt_numbers_are_canonical_and_bounded_and_per_vt_state_goes_with_the_last_handle() {
+    let rig = rig();
+    let (_shown_fd, _, mode) = shown(&rig, [3, 3, 3]); // VT 3, active
+    let baseline = (rig.device.kms.vt_states(), rig.device.kms.live_objects());
+    assert_eq!(baseline.0, 1);
+    for bad in
+        ["v2/+3", "v2/0003", "v2/03", "v2/", "v2/-1", "v2/3 ", "v2/ 3", "v2/3a", "v2/4097", "v2/300000"]
+    {
+        assert_eq!(errno(rig.kernel.open(bad, 1000)), EINVAL, "{bad}");
+    }
+    assert_eq!(rig.kernel.open("v2/0", 1000).unwrap().path().unwrap(), "/scheme/display.bochs/v2/0");
+    // Every VT number once, one at a time, each with a mode set on a framebuffer closed while shown.
+    for vt in 0..=displayd::kms::MAX_VT {
+        let fd = rig.kernel.open(&format!("v2/{vt}"), 1000).unwrap();
+        if vt % 512 == 1 {
+            let fb = framebuffer(&fd, 800, 600, [1, 2, 3]);
+            drm::set_crtc(&fd, 19, fb, &[21], Some(&mode)).unwrap();
+            fd.call(ioctl::CLOSE_FB, &mut fixed(&[(0, fb)], 8)).unwrap();
+        }
+    }
+    assert_eq!((rig.device.kms.vt_states(), rig.device.kms.live_objects()), baseline);
+    // Many at once, then all closed.
+    let open: Vec<_> = (100..400).map(|vt| rig.kernel.open(&format!("v2/{vt}"), 1000).unwrap()).collect();
+    assert_eq!(rig.device.kms.vt_states(), baseline.0 + 300);
+    drop(open);
+    assert_eq!((rig.device.kms.vt_states(), rig.device.kms.live_objects()), baseline);
+    // Switching away from a VT nobody holds forgets it too.
+    rig.kernel.scheme().activate(7);
+    rig.kernel.scheme().activate(3);
+    assert_eq!(rig.device.kms.vt_states(), baseline.0);
+}
+
+#[test]
+fn framebuffers_per_file_are_bounded() {
+    let rig = rig();
+    let fd = rig.kernel.open("v2/3", 1000).unwrap();
+    let dumb = drm::create_dumb(&fd, 64, 64).unwrap();
+    for _ in 0..displayd::kms::MAX_FRAMEBUFFERS_PER_FILE {
+        drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).unwrap();
+    }
+    assert_eq!(errno(drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle)), syscall::error::ENOSPC);
+    let other = rig.kernel.open("v2/3", 1001).unwrap();
+    let theirs = drm::create_dumb(&other, 64, 64).unwrap();
+    drm::add_fb(&other, 64, 64, theirs.pitch, 24, theirs.handle).expect("another file has its own allowance");
 }

@@ -9,6 +9,9 @@
 //!   rejected, not silently shown wrong.
 //! * An orderly unplug disables scanout while the device is still there, then revokes; a surprise
 //!   unplug revokes without touching it.
+//! * A mode set whose read-back disagrees checks the ID register in the same section; if the device
+//!   is gone, the driver unplugs itself there and then (a surprise unplug) and answers
+//!   [`DeviceError::Gone`].
 
 use std::sync::Mutex;
 
@@ -154,8 +157,8 @@ impl Rect {
     /// The smallest rectangle holding both.
     pub fn union(self, other: Rect) -> Rect {
         let (x, y) = (self.x.min(other.x), self.y.min(other.y));
-        let right = (self.x + self.width).max(other.x + other.width);
-        let bottom = (self.y + self.height).max(other.y + other.height);
+        let right = self.x.saturating_add(self.width).max(other.x.saturating_add(other.width));
+        let bottom = self.y.saturating_add(self.height).max(other.y.saturating_add(other.height));
         Rect { x, y, width: right - x, height: bottom - y }
     }
 }
@@ -262,9 +265,21 @@ impl Bochs {
             if pci.revision >= 2 && hw.mmio.read32::<QEXT_SIZE>() >= 8 {
                 hw.mmio.write32::<QEXT_BYTE_ORDER>(QEXT_LITTLE_ENDIAN);
             }
-            let mut blob = vec![0u8; EDID_BYTES];
-            for (offset, byte) in blob.iter_mut().enumerate() {
-                *byte = hw.mmio.try_read8(offset).map_err(|_| DeviceError::OutOfBounds)?;
+            let read = |range: std::ops::Range<usize>| -> Result<Vec<u8>, DeviceError> {
+                range.map(|offset| hw.mmio.try_read8(offset).map_err(|_| DeviceError::OutOfBounds)).collect()
+            };
+            // The base block, then as many extension blocks as it declares (byte 126), as Linux
+            // reads them: the blob clients get is 128 × (1 + extensions) bytes.
+            let mut blob = read(0..edid::BLOCK)?;
+            let declared = edid::BLOCK * (1 + usize::from(blob[126]));
+            if declared <= EDID_WINDOW {
+                blob.extend(read(edid::BLOCK..declared)?);
+            } else {
+                log::warn!(
+                    "bochs: the EDID declares {} extension blocks, more than fit; ignoring them",
+                    blob[126]
+                );
+                edid::drop_extensions(&mut blob);
             }
             (hw.vram.len().min(reported), blob)
         };
@@ -356,8 +371,23 @@ impl Bochs {
             m.read16::<{ DISPI + 2 * DISPI_BPP }>(),
         );
         if shown != (width, height, 32) {
-            log::warn!("bochs: asked for {width}x{height}x32, the device shows {shown:?}");
             *scanout = None;
+            // A read-back that disagrees may mean the device is gone (yanked: every register
+            // reads all ones or all zeros). Ask the ID register in this same section; if it no
+            // longer reads a Bochs ID, this is a surprise removal, taken right here rather than
+            // at the next health probe, so no client meets an error the unplug policy does not list.
+            let id = m.read16::<{ DISPI + 2 * DISPI_ID }>();
+            if !(ID_FIRST..=ID_LATEST).contains(&id) {
+                drop(scanout);
+                drop(hw);
+                log::warn!(
+                    "bochs: mode set read back {shown:?} and the ID register reads {id:#06x}: the device \
+                     is gone; unplugging it"
+                );
+                self.unplug(Removal::Surprise);
+                return Err(DeviceError::Gone);
+            }
+            log::warn!("bochs: asked for {width}x{height}x32, the device shows {shown:?}");
             return Err(DeviceError::ModeRejected);
         }
         let set = Scanout { width, height, pitch, offset: 0 };

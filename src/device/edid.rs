@@ -36,7 +36,8 @@ impl Mode {
         let htotal = width.saturating_add(160);
         let vtotal = height.saturating_add(height / 30 + 6);
         // In 10 kHz steps, the resolution EDID stores clocks in.
-        let clock_khz = (u32::from(htotal) * u32::from(vtotal) * 60).div_ceil(10_000) * 10;
+        let clock_khz =
+            (u32::from(htotal).saturating_mul(u32::from(vtotal)).saturating_mul(60)).div_ceil(10_000) * 10;
         Mode {
             clock_khz,
             hdisplay: width,
@@ -53,11 +54,12 @@ impl Mode {
 
     /// Refresh rate in Hz, rounded.
     pub fn refresh_hz(&self) -> u32 {
-        let pixels = u32::from(self.htotal) * u32::from(self.vtotal);
+        let pixels = u64::from(self.htotal) * u64::from(self.vtotal);
         if pixels == 0 {
             return 0;
         }
-        (self.clock_khz * 1000 + pixels / 2) / pixels
+        let hz = (u64::from(self.clock_khz) * 1000 + pixels / 2) / pixels;
+        u32::try_from(hz).unwrap_or(u32::MAX)
     }
 }
 
@@ -174,6 +176,23 @@ fn standard_timing(b0: u8, b1: u8) -> Option<(u16, u16)> {
         _ => width * 9 / 16,
     };
     Some((width, height))
+}
+
+/// Makes a base block declare no extension blocks (its checksum fixed to match).
+pub fn drop_extensions(block: &mut [u8]) {
+    if block.len() >= BLOCK {
+        block[126] = 0;
+        block[127] = 0u8.wrapping_sub(block[..127].iter().fold(0u8, |s, &x| s.wrapping_add(x)));
+    }
+}
+
+/// An empty CTA-861 extension block (tag 0x02, revision 3, no data blocks), for the emulated
+/// device's monitors that declare one.
+pub fn empty_cta_extension() -> [u8; BLOCK] {
+    let mut b = [0u8; BLOCK];
+    b[..4].copy_from_slice(&[0x02, 0x03, 0x04, 0x00]);
+    b[127] = 0u8.wrapping_sub(b[..127].iter().fold(0u8, |s, &x| s.wrapping_add(x)));
+    b
 }
 
 /// Encodes a base block for a monitor whose preferred mode is `preferred`, also listing the

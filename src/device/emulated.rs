@@ -29,12 +29,21 @@ pub struct Config {
     pub vga_ports: bool,
     /// The PCI revision; 2 or more exposes the QEMU extension registers at 0x600.
     pub revision: u8,
+    /// How many extension blocks the EDID's base block declares (byte 126); the first is an empty
+    /// CTA-861 block, any others would lie past QEMU's 256-byte EDID area.
+    pub edid_extensions: u8,
 }
 
 impl Default for Config {
     /// QEMU's `bochs-display` as seen on QEMU 7.2: 16 MiB, EDID preferring 1280×800, revision 2.
     fn default() -> Self {
-        Config { vram_bytes: 16 << 20, edid_preferred: Some((1280, 800)), vga_ports: false, revision: 2 }
+        Config {
+            vram_bytes: 16 << 20,
+            edid_preferred: Some((1280, 800)),
+            vga_ports: false,
+            revision: 2,
+            edid_extensions: 0,
+        }
     }
 }
 
@@ -116,6 +125,11 @@ impl EmulatedDevice {
             let block =
                 edid::encode(preferred, &[(1920, 1080), (1280, 1024), (1280, 720), (1024, 768), (800, 600)]);
             edid_area[..edid::BLOCK].copy_from_slice(&block);
+            if config.edid_extensions > 0 {
+                edid_area[126] = config.edid_extensions;
+                edid_area[127] = block[127].wrapping_sub(config.edid_extensions);
+                edid_area[edid::BLOCK..2 * edid::BLOCK].copy_from_slice(&edid::empty_cta_extension());
+            }
         }
         let mut dispi = [0u16; regs::DISPI_COUNT];
         dispi[regs::DISPI_ID] = regs::ID_LATEST;

@@ -3,8 +3,11 @@
 
 /// Bytes of the MMIO BAR (BAR2).
 pub const MMIO_BYTES: usize = 0x1000;
-/// The EDID blob at the start of the MMIO BAR.
+/// The EDID blob at the start of the MMIO BAR (QEMU's holds 256 bytes).
 pub const EDID_BYTES: usize = 0x100;
+/// How far EDID blocks may extend in the MMIO BAR (up to the VGA ports), as Linux's bochs
+/// driver reads them: a base block declaring more extensions than fit is served without them.
+pub const EDID_WINDOW: usize = 0x400;
 /// VGA I/O ports 0x3c0–0x3df, mapped at this MMIO offset (stdvga and secondary-vga only).
 pub const VGA_PORTS: usize = 0x400;
 /// The DISPI registers: 16 bits each, at `DISPI + index * 2`.

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, ENODEV, ENOENT, ENOSPC, ENXIO};
+use syscall::error::{Error, Result, EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, ENXIO, ERANGE};
 
 use super::codec::{ioctl, Payload};
 use super::props::{self, object};
 use super::{
     full, ids, DumbBuffer, FileId, Format, Framebuffer, Kms, Plane, State, DUMB_WINDOW,
-    MAX_DUMB_BUFFERS_PER_FILE, MAX_DUMB_BYTES_PER_FILE, PAGE,
+    MAX_DUMB_BUFFERS_PER_FILE, MAX_DUMB_BYTES_PER_FILE, MAX_FRAMEBUFFERS_PER_FILE, PAGE,
 };
 use crate::device::bochs::{DeviceError, Rect};
 
@@ -28,7 +28,8 @@ const CAP_DUMB_PREFER_SHADOW: u64 = 4;
 /// Client capabilities (SET_CLIENT_CAP).
 const CLIENT_CAP_UNIVERSAL_PLANES: u64 = 2;
 const CLIENT_CAP_CURSOR_PLANE_HOTSPOT: u64 = 6;
-/// PAGE_FLIP flags.
+/// PAGE_FLIP flags: queue a completion event; flip without waiting for vblank.
+const PAGE_FLIP_EVENT: u32 = 1;
 const PAGE_FLIP_ASYNC: u32 = 2;
 /// ADD_FB2 flag: the modifiers field is valid.
 const FB_MODIFIERS: u32 = 2;
@@ -46,13 +47,16 @@ fn allowed_after_unplug(nr: u64) -> bool {
 }
 
 impl Kms {
-    /// Serves one ioctl (`nr` = metadata\[0\]) on `file`, editing `payload` in place.
+    /// Serves one ioctl (`nr` = metadata\[0\]) on `file`, editing `payload` in place. Once the
+    /// device is unplugged, every ioctl outside the unplug policy answers ENODEV before anything
+    /// else is looked at (unknown numbers and malformed payloads included), as Linux's
+    /// `drm_dev_enter` comes first.
     pub fn call(&self, file: FileId, nr: u64, payload: &mut [u8]) -> Result<usize> {
-        let layout = ioctl::layout(nr).ok_or(Error::new(EINVAL))?;
-        let mut p = Payload::parse(payload, layout)?;
         if self.adapter.is_unplugged() && !allowed_after_unplug(nr) {
             return fail(ENODEV);
         }
+        let layout = ioctl::layout(nr).ok_or(Error::new(EINVAL))?;
+        let mut p = Payload::parse(payload, layout)?;
         let mut state = self.lock();
         if !state.files.contains_key(&file) {
             return fail(EBADF);
@@ -149,6 +153,10 @@ impl Call<'_> {
     }
 
     fn add_framebuffer(&mut self, fb: Framebuffer) -> Result<u32> {
+        let owned = self.state.framebuffers.values().filter(|fb| fb.owner == self.file).count();
+        if owned >= MAX_FRAMEBUFFERS_PER_FILE {
+            return fail(ENOSPC);
+        }
         let id = Kms::allocate_id(self.state)?;
         self.state.framebuffers.insert(id, fb);
         Ok(id)
@@ -250,13 +258,32 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// Sets (or, without a mode, turns off) the CRTC, checking in Linux's order: position (ERANGE),
+    /// CRTC (ENOENT), framebuffer (EINVAL for -1 with none on the plane, ENOENT), mode (EINVAL),
+    /// viewport (ENOSPC), then the connectors: a mode needs one, connectors need a mode (EINVAL),
+    /// and each must exist (ENOENT).
     fn set_crtc(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        if p.u32(4) != ids::CRTC || p.u32s(0).iter().any(|&c| c != ids::CONNECTOR) {
+        let (x, y) = (p.u32(12), p.u32(16));
+        if x > 0xffff || y > 0xffff {
+            return fail(ERANGE);
+        }
+        if p.u32(4) != ids::CRTC {
             return fail(ENOENT);
         }
-        let attach = p.count(0) > 0;
+        let connectors = p.u32s(0);
+        let check_connectors = |with_mode: bool| {
+            if with_mode == connectors.is_empty() || connectors.len() > 1 {
+                return fail(EINVAL);
+            }
+            match connectors.iter().all(|&c| c == ids::CONNECTOR) {
+                true => Ok(()),
+                false => fail(ENOENT),
+            }
+        };
+        let attach = !connectors.is_empty();
         let old_fb = self.saved().plane.fb;
         if p.u32(24) == 0 {
+            check_connectors(false)?;
             let saved = self.saved();
             saved.mode = None;
             saved.plane = Plane::default();
@@ -267,6 +294,13 @@ impl Call<'_> {
             self.reap_if_closed(old_fb);
             return Ok(());
         }
+        // A mode needs a framebuffer (as in Linux); -1 keeps the one the plane has.
+        let fb_id = match p.u32(8) {
+            u32::MAX => old_fb.ok_or(Error::new(EINVAL))?,
+            0 => return fail(ENOENT),
+            id => id,
+        };
+        self.own_fb(fb_id)?;
         let (width, height) = props::decode_size(p.fixed_bytes(28, 68));
         let mode = *self
             .kms
@@ -275,13 +309,6 @@ impl Call<'_> {
             .iter()
             .find(|m| (m.hdisplay, m.vdisplay) == (width, height))
             .ok_or(Error::new(EINVAL))?;
-        let (x, y) = (p.u32(12), p.u32(16));
-        // A mode needs a framebuffer (as in Linux); -1 keeps the one the plane has.
-        let fb_id = match p.u32(8) {
-            u32::MAX => old_fb.ok_or(Error::new(ENOENT))?,
-            0 => return fail(ENOENT),
-            id => id,
-        };
         let plane = Plane {
             fb: Some(fb_id),
             src_x: x,
@@ -297,6 +324,7 @@ impl Call<'_> {
         if !covers {
             return fail(ENOSPC);
         }
+        check_connectors(true)?;
         if self.active() {
             self.kms.adapter.set_mode(width, height).map_err(device)?;
             self.kms.show_plane(Some(fb), &plane, &mode).map_err(device)?;
@@ -388,18 +416,17 @@ impl Call<'_> {
         }
     }
 
-    /// A handle to an existing framebuffer's buffer, for its owner only: others get handle 0, so
-    /// they learn the geometry but can never map the pixels.
-    fn handle_for(&mut self, id: u32) -> Result<u32> {
+    /// The handle GET_FB and GET_FB2 report: the caller's own existing handle to the framebuffer's
+    /// buffer (the lowest, if several) when the caller owns the framebuffer, else 0 (as Linux
+    /// answers a non-master), so others learn the geometry but can never map the pixels. No handle
+    /// is ever made here: relibc routes no GEM_CLOSE, so a client polling GET_FB must not grow.
+    fn handle_for(&self, id: u32) -> Result<u32> {
         let fb = self.state.framebuffers.get(&id).ok_or(Error::new(ENOENT))?;
         if fb.owner != self.file {
             return Ok(0);
         }
-        let buffer = Arc::clone(&fb.buffer);
-        // Charged like any other handle: otherwise a client could keep buffers alive through such
-        // handles after destroying the charged ones, past its allowance.
-        let bytes = buffer.memory.len();
-        self.new_handle(buffer, bytes)
+        let own = self.state.files.get(&self.file).ok_or(Error::new(EBADF))?;
+        Ok(own.dumb.iter().find(|(_, (b, _))| Arc::ptr_eq(b, &fb.buffer)).map_or(0, |(&handle, _)| handle))
     }
 
     fn get_fb(&mut self, p: &mut Payload<'_>) -> Result<()> {
@@ -470,10 +497,17 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// ADD_FB2 of a single-plane format, checked as Linux's `framebuffer_check` does: no flags but
+    /// DRM_MODE_FB_MODIFIERS, no modifier but linear (0) on any plane (a non-zero one without the
+    /// flag is refused too), and with the flag, no handle, pitch or offset on the unused planes
+    /// (without it, old clients' uncleared fields there are ignored).
     fn add_fb2(&mut self, p: &mut Payload<'_>) -> Result<()> {
         let format = Format::from_fourcc(p.u32(12)).ok_or(Error::new(EINVAL))?;
         let flags = p.u32(16);
-        if flags & !FB_MODIFIERS != 0 || (flags & FB_MODIFIERS != 0 && p.u64(72) != 0) {
+        let modifiers = (0..4).any(|plane| p.u64(72 + 8 * plane) != 0);
+        let unused_planes_set =
+            (1..4).any(|plane| [20, 36, 52].iter().any(|&field| p.u32(field + 4 * plane) != 0));
+        if flags & !FB_MODIFIERS != 0 || modifiers || (flags & FB_MODIFIERS != 0 && unused_planes_set) {
             return fail(EINVAL);
         }
         let buffer = self.own_dumb(p.u32(20))?;
@@ -506,23 +540,35 @@ impl Call<'_> {
     }
 
     /// Shows another framebuffer in one go: a tear-free flip when the plane covers the screen, else
-    /// one copy. Completion events are not offered (the display scheme has no event stream).
+    /// one copy. The flip completes at once; with DRM_MODE_PAGE_FLIP_EVENT a `drm_event_vblank`
+    /// is queued on the file for `read`. Checked in Linux's order: flags and the reserved field
+    /// (EINVAL), CRTC (ENOENT), a plane with a framebuffer to flip from (EBUSY), the new framebuffer
+    /// (ENOENT, EACCES for another file's), its size against the plane's source (ENOSPC), its
+    /// format (EINVAL), and no flip pending on the CRTC (EBUSY while any file on this VT has not
+    /// read its completion event).
     fn page_flip(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let (crtc, id, flags) = (p.u32(0), p.u32(4), p.u32(8));
+        let (crtc, id, flags, reserved, user_data) = (p.u32(0), p.u32(4), p.u32(8), p.u32(12), p.u64(16));
+        if flags & !(PAGE_FLIP_EVENT | PAGE_FLIP_ASYNC) != 0 || reserved != 0 {
+            return fail(EINVAL);
+        }
         if crtc != ids::CRTC {
             return fail(ENOENT);
         }
-        if flags & !PAGE_FLIP_ASYNC != 0 {
-            return fail(EINVAL);
-        }
         let saved = self.saved().clone();
-        let Some(mode) = saved.mode else { return fail(EINVAL) };
+        let (Some(mode), Some(old_id)) = (saved.mode, saved.plane.fb) else { return fail(EBUSY) };
         let fb = self.own_fb(id)?;
         let plane = Plane { fb: Some(id), ..saved.plane };
         let covers = plane.src_x.checked_add(plane.width).is_some_and(|r| r <= fb.width)
             && plane.src_y.checked_add(plane.height).is_some_and(|b| b <= fb.height);
         if !covers {
+            return fail(ENOSPC);
+        }
+        if self.state.framebuffers.get(&old_id).is_some_and(|old| old.format != fb.format) {
             return fail(EINVAL);
+        }
+        let vt = self.vt();
+        if self.state.files.values().any(|f| f.vt == vt && !f.events.is_empty()) {
+            return fail(EBUSY);
         }
         if self.active() {
             let whole_screen = (plane.crtc_x, plane.crtc_y) == (0, 0)
@@ -549,6 +595,9 @@ impl Call<'_> {
         }
         self.saved().plane = plane;
         self.reap_if_closed(saved.plane.fb.filter(|&old| old != id));
+        if flags & PAGE_FLIP_EVENT != 0 {
+            self.kms.queue_flip_event(self.state, self.file, user_data);
+        }
         Ok(())
     }
 
@@ -568,7 +617,8 @@ impl Call<'_> {
                     let at = |j: usize| u32::from(u16::from_le_bytes([c[j], c[j + 1]]));
                     let (x1, y1) = (at(0), at(2));
                     let (x2, y2) = (at(4).min(whole.width), at(6).min(whole.height));
-                    (x1 < x2 && y1 < y2).then_some(Rect { x: x1, y: y1, width: x2 - x1, height: y2 - y1 })
+                    // `then`, not `then_some`: the sizes may only be computed once the check holds.
+                    (x1 < x2 && y1 < y2).then(|| Rect { x: x1, y: y1, width: x2 - x1, height: y2 - y1 })
                 })
                 .reduce(Rect::union)
         };

@@ -5,17 +5,22 @@
 //! Guarantees:
 //! * Every client input gets an errno, never a panic, and cannot reach another file's dumb buffers
 //!   or destroy another file's framebuffers.
-//! * After the device is unplugged, calls that need it fail with ENODEV, except what keeps today's
-//!   consumers alive: GET_CONNECTOR answers from the last known state with status "disconnected",
-//!   DIRTYFB is accepted and dropped, and releasing calls (DESTROY_DUMB, RM_FB, CLOSE_FB) still
-//!   free memory. Closing a file always runs its whole teardown, without touching the device.
+//! * After the device is unplugged, calls that need it fail with ENODEV (before their number or
+//!   payload is looked at), except what keeps today's consumers alive: GET_CONNECTOR answers from
+//!   the last known state with status "disconnected", DIRTYFB is accepted and dropped, and
+//!   releasing calls (DESTROY_DUMB, RM_FB, CLOSE_FB) still free memory. Closing a file always runs
+//!   its whole teardown, without touching the device.
+//! * Flip-completion events queued before an unplug are still read; reading never blocks.
+//! * Per-client state is bounded (see the `MAX_*` limits), and a VT's state lives only while a file
+//!   is bound to it or it is on screen.
 
 pub mod codec;
 mod ioctls;
 mod props;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::device::Adapter;
 
@@ -42,6 +47,17 @@ pub const PAGE: usize = 4096;
 pub const MAX_DUMB_BYTES_PER_FILE: usize = 1 << 30;
 /// At most this many dumb buffers per open file.
 pub const MAX_DUMB_BUFFERS_PER_FILE: usize = 256;
+/// At most this many framebuffers per open file (closed ones still shown included).
+pub const MAX_FRAMEBUFFERS_PER_FILE: usize = 256;
+/// The largest VT number a display path may name (`v2/0` to `v2/4096`). Redox VTs are small numbers
+/// handed out by inputd; anything past this is refused, so no client can make per-VT state for
+/// absurd numbers.
+pub const MAX_VT: usize = 4096;
+
+/// Bytes in one `drm_event_vblank`, the only event displayd queues.
+pub const EVENT_BYTES: usize = 32;
+/// `drm_event.type` of a page-flip completion (DRM_EVENT_FLIP_COMPLETE).
+pub const EVENT_FLIP_COMPLETE: u32 = 2;
 
 /// Memory that backs a dumb buffer: page-aligned, page-rounded, its own mapping, never reused.
 pub trait BufferMemory: Send + Sync {
@@ -150,6 +166,10 @@ struct File {
     next_handle: u32,
     dumb_bytes: usize,
     unique_set: bool,
+    /// Flip-completion events not yet read (at most one per CRTC: a second flip is EBUSY).
+    events: VecDeque<[u8; EVENT_BYTES]>,
+    /// An event was queued since the scheme last asked (so it can signal readiness once per event).
+    new_event: bool,
 }
 
 struct State {
@@ -160,6 +180,8 @@ struct State {
     active_vt: Option<usize>,
     files: BTreeMap<FileId, File>,
     next_file: FileId,
+    /// Page flips completed on the CRTC (the `sequence` of flip events).
+    flips: u32,
 }
 
 /// The KMS state of one device object.
@@ -174,6 +196,8 @@ pub struct Kms {
     unique: String,
     allocator: Arc<dyn Allocator>,
     state: Mutex<State>,
+    /// When the device was bound: flip events' timestamps count from here.
+    bound_at: Instant,
 }
 
 impl Kms {
@@ -196,7 +220,9 @@ impl Kms {
                 active_vt: None,
                 files: BTreeMap::new(),
                 next_file: 1,
+                flips: 0,
             }),
+            bound_at: Instant::now(),
         }
     }
 
@@ -205,15 +231,24 @@ impl Kms {
         &self.adapter
     }
 
-    /// Opens a file bound to `vt`.
+    /// Opens a file bound to `vt` (at most [`MAX_VT`]; the scheme refuses larger numbers).
     pub fn open(&self, vt: usize) -> FileId {
         let mut state = self.lock();
         let id = state.next_file;
         state.next_file += 1;
         state.vts.entry(vt).or_default();
-        state
-            .files
-            .insert(id, File { vt, dumb: BTreeMap::new(), next_handle: 1, dumb_bytes: 0, unique_set: false });
+        state.files.insert(
+            id,
+            File {
+                vt,
+                dumb: BTreeMap::new(),
+                next_handle: 1,
+                dumb_bytes: 0,
+                unique_set: false,
+                events: VecDeque::new(),
+                new_event: false,
+            },
+        );
         id
     }
 
@@ -228,9 +263,9 @@ impl Kms {
     /// Never touches the device once it is unplugged.
     pub fn close(&self, file: FileId) {
         let mut state = self.lock();
-        if state.files.remove(&file).is_none() {
+        let Some(File { vt, .. }) = state.files.remove(&file) else {
             return;
-        }
+        };
         let owned: Vec<(u32, bool)> = state
             .framebuffers
             .iter()
@@ -243,21 +278,103 @@ impl Kms {
                 self.remove_framebuffer(&mut state, fb);
             }
         }
+        Self::forget_unused_vt(&mut state, vt);
     }
 
     /// Makes `vt` the one on screen and replays its saved state to the hardware.
     pub fn activate(&self, vt: usize) {
         let mut state = self.lock();
-        state.active_vt = Some(vt);
+        let previous = state.active_vt.replace(vt);
         state.vts.entry(vt).or_default();
+        if let Some(previous) = previous.filter(|&p| p != vt) {
+            Self::forget_unused_vt(&mut state, previous);
+        }
         if let Err(error) = self.replay(&state, vt) {
             log::warn!("kms: replaying VT {vt} failed: {error}");
         }
     }
 
+    /// Frees a VT's saved state once no file is bound to it and it is not on screen, with the
+    /// closed framebuffers only it still showed: per-VT state lives exactly as long as something
+    /// refers to it, so opening and closing many VTs leaves nothing behind.
+    fn forget_unused_vt(state: &mut State, vt: usize) {
+        if state.active_vt == Some(vt) || state.files.values().any(|f| f.vt == vt) {
+            return;
+        }
+        let Some(forgotten) = state.vts.remove(&vt) else { return };
+        if let Some(fb) = forgotten.plane.fb {
+            let closed = state.framebuffers.get(&fb).is_some_and(|fb| fb.closed);
+            if closed && !state.vts.values().any(|v| v.plane.fb == Some(fb)) {
+                state.framebuffers.remove(&fb);
+            }
+        }
+    }
+
+    /// How many VTs have saved state (for leak checks): those a file is bound to, plus the active one.
+    pub fn vt_states(&self) -> usize {
+        self.lock().vts.len()
+    }
+
     /// The VT on screen, if any.
     pub fn active_vt(&self) -> Option<usize> {
         self.lock().active_vt
+    }
+
+    /// Reads whole flip-completion events (32 bytes each, oldest first) into `buf`: EINVAL if
+    /// `buf` cannot hold one, EAGAIN if none is queued. Never blocks, and keeps working after an
+    /// unplug, so events queued before it are still delivered.
+    pub fn read_events(&self, file: FileId, buf: &mut [u8]) -> syscall::error::Result<usize> {
+        use syscall::error::{Error, EAGAIN, EBADF, EINVAL};
+        if buf.len() < EVENT_BYTES {
+            return Err(Error::new(EINVAL));
+        }
+        let mut state = self.lock();
+        let file = state.files.get_mut(&file).ok_or(Error::new(EBADF))?;
+        if file.events.is_empty() {
+            return Err(Error::new(EAGAIN));
+        }
+        let mut read = 0;
+        for out in buf.chunks_exact_mut(EVENT_BYTES) {
+            let Some(event) = file.events.pop_front() else { break };
+            out.copy_from_slice(&event);
+            read += EVENT_BYTES;
+        }
+        Ok(read)
+    }
+
+    /// Whether `file` has an event to read (its readiness for EVENT_READ).
+    pub fn has_events(&self, file: FileId) -> bool {
+        self.lock().files.get(&file).is_some_and(|f| !f.events.is_empty())
+    }
+
+    /// Whether an event was queued on `file` since the last call (for signalling readiness once
+    /// per new event).
+    pub fn take_new_event(&self, file: FileId) -> bool {
+        self.lock().files.get_mut(&file).is_some_and(|f| std::mem::take(&mut f.new_event))
+    }
+
+    /// Queues a flip-completion event for `user_data` on `file`: a `drm_event_vblank` with the
+    /// CRTC's flip count as its sequence and the time since the device was bound.
+    fn queue_flip_event(&self, state: &mut State, file: FileId, user_data: u64) {
+        state.flips = state.flips.wrapping_add(1);
+        let since_bind = self.bound_at.elapsed();
+        let mut event = [0u8; EVENT_BYTES];
+        let fields: [(usize, u32); 6] = [
+            (0, EVENT_FLIP_COMPLETE),
+            (4, EVENT_BYTES as u32),
+            (16, u32::try_from(since_bind.as_secs()).unwrap_or(u32::MAX)),
+            (20, since_bind.subsec_micros()),
+            (24, state.flips),
+            (28, ids::CRTC),
+        ];
+        for (at, value) in fields {
+            event[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        }
+        event[8..16].copy_from_slice(&user_data.to_le_bytes());
+        if let Some(file) = state.files.get_mut(&file) {
+            file.events.push_back(event);
+            file.new_event = true;
+        }
     }
 
     /// How many framebuffers and dumb buffers are alive (for leak checks).
@@ -362,8 +479,10 @@ impl Kms {
         use crate::device::bochs::{Rect, Source};
         let left = damage.x.max(plane.src_x);
         let top = damage.y.max(plane.src_y);
-        let right = (damage.x + damage.width).min(plane.src_x + plane.width);
-        let bottom = (damage.y + damage.height).min(plane.src_y + plane.height);
+        // Saturating: damage and plane come from clients (checked where they were set, but a
+        // slip here must clip, not wrap or panic).
+        let right = damage.x.saturating_add(damage.width).min(plane.src_x.saturating_add(plane.width));
+        let bottom = damage.y.saturating_add(damage.height).min(plane.src_y.saturating_add(plane.height));
         if left >= right || top >= bottom {
             return Ok(());
         }
@@ -375,8 +494,8 @@ impl Kms {
             .ok_or(crate::device::bochs::DeviceError::OutOfBounds)?;
         let src = Source { bytes, pitch: fb.pitch as usize, x: left, y: top };
         let dst = Rect {
-            x: plane.crtc_x + (left - plane.src_x),
-            y: plane.crtc_y + (top - plane.src_y),
+            x: plane.crtc_x.saturating_add(left - plane.src_x),
+            y: plane.crtc_y.saturating_add(top - plane.src_y),
             width: right - left,
             height: bottom - top,
         };

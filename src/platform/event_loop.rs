@@ -106,6 +106,11 @@ pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
             }
             Wake::Inputd | Wake::Interrupted => {}
         }
+        // A call may have found the device gone and unplugged it on the spot: unbind it now, so
+        // inputd's handle closes and new opens answer ENODEV without waiting for the probe.
+        if scheme.unbind_if_unplugged() {
+            log::warn!("the device vanished during a call: unplugged");
+        }
         inputd.close_after_unplug(io, scheme);
         inputd.drain(io, scheme);
     }

@@ -13,7 +13,7 @@ use libredox::flag::{
     MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, O_WRONLY, PROT_READ, PROT_WRITE,
 };
 use redox_scheme::scheme::{register_sync_scheme, SchemeState, SchemeSync};
-use redox_scheme::{RequestKind, SignalBehavior, Socket};
+use redox_scheme::{RequestKind, Response, SignalBehavior, Socket};
 use syscall::error::{Error, Result, EAGAIN, EINTR, EINVAL, ENOMEM, EWOULDBLOCK};
 use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
 
@@ -282,6 +282,14 @@ impl LoopIo for RedoxIo<'_> {
                         socket
                             .write_response(response, SignalBehavior::Restart)
                             .map_err(|e| e.to_string())?;
+                        // A flip-completion event became readable: tell the kernel, which wakes
+                        // the clients waiting on that handle in their event queues.
+                        for id in scheme.take_readable() {
+                            let ready = Response::post_fevent(id, EventFlags::EVENT_READ.bits());
+                            socket
+                                .write_response(ready, SignalBehavior::Restart)
+                                .map_err(|e| e.to_string())?;
+                        }
                     }
                     RequestKind::OnClose { id } => scheme.on_close(id),
                     _ => {}

@@ -320,14 +320,19 @@ impl Machine {
             self.wait_screen("2-console-pattern-2", 2)?;
             self.command(&format!("show {orbital_vt}"), "asked for vt")?;
             self.wait_screen("3-back-to-pattern-1", 1)?;
+            let flipped = self.command("flip 2", "flipped ")?;
+            if !flipped.starts_with("2 times; 2 completion events") {
+                return Err(format!("page flips: {flipped}"));
+            }
+            self.wait_screen("4-after-the-flips", 1)?;
             bench = self.command("bench", "bench: ")?;
         }
 
         let removed =
             self.command(if removal == Removal::Unplug { "unplug" } else { "sigterm" }, "removed ")?;
-        let first = (self.screen("4-after-removal")?, self.vram("4-after-removal")?);
+        let first = (self.screen("5-after-removal")?, self.vram("5-after-removal")?);
         self.command("more 40", "drew 40 more")?;
-        let second = (self.screen("5-40-frames-later")?, self.vram("5-40-frames-later")?);
+        let second = (self.screen("6-40-frames-later")?, self.vram("6-40-frames-later")?);
         for (name, ((width, _, screen), vram)) in
             [("after the removal", &first), ("40 frames later", &second)]
         {

@@ -116,6 +116,11 @@ impl ConsumerDisplay {
         &self.fd
     }
 
+    /// The framebuffer it shows, its CRTC and its connector (for extra calls in tests).
+    pub fn ids(&self) -> (u32, u32, u32) {
+        (self.fb, self.crtc, self.connector)
+    }
+
     /// One frame: poll the connector size (resizing if it changed), write `pixels` (XRGB8888, rows
     /// of `rect.2 * 4` bytes) into the mapping at `rect`, then DIRTYFB that rectangle.
     pub fn frame(&mut self, rect: (u32, u32, u32, u32), pixels: &[u8]) -> Result<(), ConsumerError> {

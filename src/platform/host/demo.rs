@@ -6,13 +6,17 @@
 //! the compositor keeps running, its calls answered as the unplug policy says. A new device is
 //! plugged in and a fresh compositor draws on it; then that device is yanked, and the health probe
 //! notices and unplugs it. The last close frees each device object.
+//!
+//! Each phase lasts at least its share of the demo's length and, whatever the machine's load, until
+//! what it shows has happened (frames drawn, the device gone): it waits for that with a generous
+//! deadline and fails naming what it saw, never on a fixed sleep.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orbclient::{Color, Mode, Renderer};
 
@@ -127,12 +131,20 @@ fn moving_ball(frame: u32, width: u32, height: u32) -> Rect {
     }
 }
 
+/// A compositor's frame counts as it draws, for the demo to wait on.
+#[derive(Default)]
+struct Progress {
+    frames: AtomicU64,
+    frames_after_removal: AtomicU64,
+}
+
 /// A compositor: starts like Orbital on `vt`, then draws until `stop`, flushing only what changed.
 fn run_compositor(
     name: &'static str,
     kernel: Kernel,
     theme: Color,
     stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 ) -> Result<ClientReport, ConsumerError> {
     let vt = 3;
     let mut display = ConsumerDisplay::start(&kernel, Consumer::Orbital, vt)?;
@@ -152,6 +164,7 @@ fn run_compositor(
         display.frame((damage.x, damage.y, damage.width, damage.height), &canvas.crop(damage))?;
         if display.connected {
             report.frames += 1;
+            progress.frames.fetch_add(1, SeqCst);
         } else {
             if report.frames_after_removal == 0 {
                 log::info!(
@@ -159,10 +172,11 @@ fn run_compositor(
                 );
             }
             report.frames_after_removal += 1;
+            progress.frames_after_removal.fetch_add(1, SeqCst);
         }
         damage = moving_ball(frame, width, height).union(moving_ball(frame + 1, width, height));
         frame += 1;
-        thread::sleep(Duration::from_millis(4));
+        thread::sleep(Duration::from_millis(4)); // pacing, as a compositor waits for its next frame
     }
     log::info!(
         "{name}: closing ({} frames, {} after its device went away)",
@@ -187,6 +201,42 @@ fn run_health_probe(kernel: Kernel, device: Arc<DeviceObject>, stop: Arc<AtomicB
             }
             Health::Unplugged => return,
         }
+    }
+}
+
+/// How long a phase may wait for what it shows before the demo gives up: generous, so a machine
+/// busy with other work only makes the demo slower, never wrong.
+const PHASE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Waits until `reached` holds and at least `at_least` has passed (the phase's share of the demo's
+/// length); fails after [`PHASE_DEADLINE`] with `what` and what `seen` reports.
+fn wait_for(
+    what: &str,
+    at_least: Duration,
+    reached: impl Fn() -> bool,
+    seen: impl Fn() -> String,
+) -> std::io::Result<()> {
+    let started = Instant::now();
+    loop {
+        if reached() && started.elapsed() >= at_least {
+            return Ok(());
+        }
+        if started.elapsed() > PHASE_DEADLINE {
+            return Err(std::io::Error::other(format!(
+                "demo: {what} did not happen in {PHASE_DEADLINE:?}; saw {}",
+                seen()
+            )));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
     }
 }
 
@@ -218,7 +268,16 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     };
     let spawn = |name, kernel: &Kernel, theme, stop: &Arc<AtomicBool>| {
         let (kernel, stop) = (kernel.clone(), Arc::clone(stop));
-        thread::spawn(move || run_compositor(name, kernel, theme, stop))
+        let progress = Arc::new(Progress::default());
+        let counts = Arc::clone(&progress);
+        (thread::spawn(move || run_compositor(name, kernel, theme, stop, counts)), progress)
+    };
+    let counted = |progress: &Progress| {
+        format!(
+            "{} frames drawn, {} after the removal",
+            progress.frames.load(SeqCst),
+            progress.frames_after_removal.load(SeqCst)
+        )
     };
 
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).map_err(os)?;
@@ -226,32 +285,59 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     plug(&kernel, &slot, 1, || log::info!("device 1: managed releases ran"))
         .map_err(std::io::Error::other)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut compositors = vec![spawn("compositor", &kernel, FIRST_THEME, &stop)];
-    thread::sleep(step);
+    // Whichever way this returns, the compositors and the probe stop.
+    let _stop_on_return = StopOnDrop(Arc::clone(&stop));
+    let (first, first_progress) = spawn("compositor", &kernel, FIRST_THEME, &stop);
+    let mut compositors = vec![first];
+    wait_for(
+        "the compositor's first frame",
+        step,
+        || first_progress.frames.load(SeqCst) > 0 || compositors[0].is_finished(),
+        || counted(&first_progress),
+    )?;
     shoot(&slot, "1-before-unplug.png")?;
 
     log::info!("administrator: `unplug` on the control path while the compositor draws");
     kernel.open("control", 0).and_then(|control| control.write(b"unplug")).map_err(os)?;
     slot.remove();
     log::info!("device 1 left its slot: its BARs are revoked, any stray access would crash this demo");
-    thread::sleep(step);
+    wait_for(
+        "a frame drawn by the compositor after the unplug",
+        step,
+        || first_progress.frames_after_removal.load(SeqCst) > 0 || compositors[0].is_finished(),
+        || counted(&first_progress),
+    )?;
     shoot(&slot, "2-after-unplug.png")?;
 
     let new_slot = EmulatedDevice::new(Config::default())?;
     let second = plug(&kernel, &new_slot, 2, || log::info!("device 2: managed releases ran"))
         .map_err(std::io::Error::other)?;
     log::info!("device 2 plugged in; the first compositor still holds device 1");
-    compositors.push(spawn("fresh compositor", &kernel, SECOND_THEME, &stop));
+    let (fresh, fresh_progress) = spawn("fresh compositor", &kernel, SECOND_THEME, &stop);
+    compositors.push(fresh);
     let probe = {
         let (kernel, stop) = (kernel.clone(), Arc::clone(&stop));
         thread::spawn(move || run_health_probe(kernel, second, stop))
     };
-    thread::sleep(step);
+    wait_for(
+        "the fresh compositor's first frame on device 2",
+        step,
+        || fresh_progress.frames.load(SeqCst) > 0 || compositors[1].is_finished(),
+        || counted(&fresh_progress),
+    )?;
     shoot(&new_slot, "3-after-replug.png")?;
 
     log::info!("surprise: device 2 is yanked (its registers now read 0x0000), nobody tells the driver");
     new_slot.yank(YankedReads::Zeros);
-    thread::sleep(step);
+    wait_for(
+        "the health probe's unplug of device 2 and a frame drawn after it",
+        step,
+        || {
+            (probe.is_finished() && fresh_progress.frames_after_removal.load(SeqCst) > 0)
+                || compositors[1].is_finished()
+        },
+        || format!("probe finished: {}; {}", probe.is_finished(), counted(&fresh_progress)),
+    )?;
     probe.join().map_err(|_| std::io::Error::other("health probe panicked"))?;
     new_slot.remove();
 

@@ -220,6 +220,100 @@ pub fn dirty_fb(fd: &Fd, fb: u32, clips: &[[u16; 4]]) -> Result<()> {
     fd.call(ioctl::DIRTYFB, &mut p).map(drop)
 }
 
+/// What GET_FB and GET_FB2 report about a framebuffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FbInfo {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes per row.
+    pub pitch: u32,
+    /// The caller's handle to its buffer, or 0.
+    pub handle: u32,
+}
+
+/// GET_FB.
+pub fn get_fb(fd: &Fd, fb: u32) -> Result<FbInfo> {
+    let mut p = [0u8; 28];
+    put(&mut p, 0, fb);
+    fd.call(ioctl::GET_FB, &mut p)?;
+    Ok(FbInfo { width: u32_at(&p, 4), height: u32_at(&p, 8), pitch: u32_at(&p, 12), handle: u32_at(&p, 24) })
+}
+
+/// GET_FB2 (plane 0).
+pub fn get_fb2(fd: &Fd, fb: u32) -> Result<FbInfo> {
+    let mut p = [0u8; 104];
+    put(&mut p, 0, fb);
+    fd.call(ioctl::GET_FB2, &mut p)?;
+    Ok(FbInfo { width: u32_at(&p, 4), height: u32_at(&p, 8), pitch: u32_at(&p, 36), handle: u32_at(&p, 20) })
+}
+
+/// One `drm_event_vblank` as `read` returns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VblankEvent {
+    /// `drm_event.type` (2: flip complete).
+    pub kind: u32,
+    /// `drm_event.length` (32).
+    pub length: u32,
+    /// What the client passed to PAGE_FLIP.
+    pub user_data: u64,
+    /// Seconds of the timestamp.
+    pub tv_sec: u32,
+    /// Microseconds of the timestamp.
+    pub tv_usec: u32,
+    /// The CRTC's flip count.
+    pub sequence: u32,
+    /// The CRTC.
+    pub crtc_id: u32,
+}
+
+/// Reads the fd's pending events (as the drm crate's `receive_events` does: one `read` into a
+/// 1 KiB buffer) and decodes them.
+pub fn read_events(fd: &Fd) -> Result<Vec<VblankEvent>> {
+    let mut buf = [0u8; 1024];
+    let len = fd.read(&mut buf)?;
+    Ok(buf[..len]
+        .chunks_exact(32)
+        .map(|e| VblankEvent {
+            kind: u32_at(e, 0),
+            length: u32_at(e, 4),
+            user_data: u64::from_le_bytes(e[8..16].try_into().expect("8 bytes")),
+            tv_sec: u32_at(e, 16),
+            tv_usec: u32_at(e, 20),
+            sequence: u32_at(e, 24),
+            crtc_id: u32_at(e, 28),
+        })
+        .collect())
+}
+
+/// PAGE_FLIP flags.
+pub mod flip {
+    /// DRM_MODE_PAGE_FLIP_EVENT: queue a flip-completion event on the fd.
+    pub const EVENT: u32 = 1;
+    /// DRM_MODE_PAGE_FLIP_ASYNC.
+    pub const ASYNC: u32 = 2;
+}
+
+/// PAGE_FLIP of `crtc` to `fb` with `flags`; `user_data` comes back in the completion event.
+pub fn page_flip(fd: &Fd, crtc: u32, fb: u32, flags: u32, user_data: u64) -> Result<()> {
+    let mut p = [0u8; 24];
+    put(&mut p, 0, crtc);
+    put(&mut p, 4, fb);
+    put(&mut p, 8, flags);
+    p[16..24].copy_from_slice(&user_data.to_le_bytes());
+    fd.call(ioctl::PAGE_FLIP, &mut p).map(drop)
+}
+
+/// CURSOR (the legacy cursor ioctl): `flags` 1 sets the image from `handle` at `width`×`height`.
+pub fn cursor(fd: &Fd, crtc: u32, handle: u32, width: u32, height: u32) -> Result<()> {
+    let mut p = [0u8; 28];
+    for (at, value) in [(0, 1), (4, crtc), (16, width), (20, height), (24, handle)] {
+        put(&mut p, at, value);
+    }
+    fd.call(ioctl::CURSOR, &mut p).map(drop)
+}
+
 /// The first connector reporting "connected", as `first_display()` in Orbital and fbcond looks for.
 pub fn first_connected(fd: &Fd, force: bool) -> Result<(u32, Connector)> {
     let resources = card_res(fd)?;

@@ -129,6 +129,16 @@ impl Fd {
         self.0.kernel.scheme().read(self.0.id, buf, offset, 0, &caller(self.0.uid))
     }
 
+    /// `fevent`: subscribing for `flags`, the readiness the scheme reports right away.
+    pub fn fevent(&self, flags: syscall::flag::EventFlags) -> Result<syscall::flag::EventFlags> {
+        self.0.kernel.scheme().fevent(self.0.id, flags, &caller(self.0.uid))
+    }
+
+    /// The scheme's handle id behind this fd (what `post_fevent` names).
+    pub fn id(&self) -> usize {
+        self.0.id
+    }
+
     /// `write` at the file position, which it advances.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
         let written =

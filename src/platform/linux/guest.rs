@@ -276,7 +276,9 @@ impl Guest<'_> {
         }
         match bound.device.kms.adapter().health() {
             Health::Vanished(id) => Some(format!("health probe: ID register reads {id:#06x}")),
-            Health::Present | Health::Unplugged => None,
+            // The driver found it gone itself (a mode set read back wrong and so did the ID).
+            Health::Unplugged => Some("the driver found it gone during a mode set".into()),
+            Health::Present => None,
         }
     }
 

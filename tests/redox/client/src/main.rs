@@ -9,6 +9,8 @@
 //! starting with `displayd-client:` (see `tests/redox/main.rs`, which steers it):
 //!
 //! * `show <vt>`: asks inputd to switch to that VT.
+//! * `flip <n>`: `n` page flips with completion events, each awaited as a compositor does: a wake
+//!   of its event queue on the display handle, then the drm crate's `receive_events`.
 //! * `bench`: the compositor's full-frame loop and a 256×256 DIRTYFB, each next to the plain copy
 //!   of the same bytes in the same boot.
 //! * `unplug` / `sigterm`: draws pattern 1 on both displays and, mid-stream, removes the device
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use drm::buffer::{Buffer, DrmFourcc};
 use drm::control::dumbbuffer::DumbMapping;
-use drm::control::{connector, crtc, framebuffer, ClipRect, Device as _};
+use drm::control::{connector, crtc, framebuffer, ClipRect, Device as _, Event, PageFlipFlags};
 use drm::{ClientCapability, Device as _, DriverCapability};
 
 /// Every line the host reads starts with this.
@@ -123,6 +125,7 @@ struct Display {
     /// `/scheme/<display scheme>`.
     scheme: String,
     connector: connector::Handle,
+    crtc: crtc::Handle,
     fb: framebuffer::Handle,
     size: (u32, u32),
     pitch: u32,
@@ -225,6 +228,7 @@ impl Display {
             vt,
             scheme: scheme.to_string(),
             connector: info.handle(),
+            crtc,
             fb,
             size,
             pitch: scanout.pitch,
@@ -407,6 +411,41 @@ impl Client {
         format!("closed{reopen}; answers: {summary}")
     }
 
+    /// `count` PAGE_FLIPs with `DRM_MODE_PAGE_FLIP_EVENT`, each awaited through an event queue
+    /// subscribed to the display handle, then read with `receive_events`.
+    fn flip(&mut self, count: u32) -> Result<String, String> {
+        let queue = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CREAT)
+            .open("/scheme/event")
+            .map_err(err("/scheme/event"))?;
+        let subscription = syscall::Event {
+            id: self.orbital.card.0.as_raw_fd() as usize,
+            flags: syscall::EventFlags::EVENT_READ,
+            data: 0,
+        };
+        // SAFETY: `Event` is plain data; its bytes are what the event scheme reads.
+        (&queue).write_all(unsafe { as_bytes(&subscription) }).map_err(err("subscribing"))?;
+        let mut events = 0;
+        for _ in 0..count {
+            let flip =
+                self.orbital.card.page_flip(self.orbital.crtc, self.orbital.fb, PageFlipFlags::EVENT, None);
+            self.answers.note("PAGE_FLIP(EVENT)", flip).map_err(err("PAGE_FLIP"))?;
+            let mut woken = syscall::Event::default();
+            // SAFETY: as above; the event scheme writes a whole `Event`.
+            (&queue).read_exact(unsafe { as_bytes_mut(&mut woken) }).map_err(err("event queue"))?;
+            let received = self.answers.note("read(events)", self.orbital.card.receive_events());
+            for event in received.map_err(err("receive_events"))? {
+                match event {
+                    Event::PageFlip(flip) if flip.crtc == self.orbital.crtc => events += 1,
+                    _ => return Err("an event that is not this CRTC's flip completion".into()),
+                }
+            }
+        }
+        Ok(format!("flipped {count} times; {events} completion events, each after an event-queue wake"))
+    }
+
     /// The compositor's full-frame loop and a 256×256 DIRTYFB, each against the plain copies of
     /// the same bytes, and an empty call.
     fn bench(&mut self) -> String {
@@ -460,6 +499,24 @@ impl Client {
     }
 }
 
+/// The bytes of a plain-data value.
+///
+/// # Safety
+/// `T` must be plain data without padding.
+unsafe fn as_bytes<T>(value: &T) -> &[u8] {
+    // SAFETY: the caller promises plain data; the slice covers exactly `value`.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast(), std::mem::size_of::<T>()) }
+}
+
+/// The bytes of a plain-data value, to be overwritten.
+///
+/// # Safety
+/// `T` must be plain data for which every byte pattern is valid.
+unsafe fn as_bytes_mut<T>(value: &mut T) -> &mut [u8] {
+    // SAFETY: the caller promises plain data; the slice covers exactly `value`.
+    unsafe { std::slice::from_raw_parts_mut((value as *mut T).cast(), std::mem::size_of::<T>()) }
+}
+
 /// displayd's status line, read from the start of its control file.
 fn status(control: &File) -> Result<String, String> {
     let mut status = [0u8; 160];
@@ -505,6 +562,10 @@ fn main() {
                 Err(_) => Err(format!("show: bad vt {vt:?}")),
             },
             ["bench"] => Ok(client.bench()),
+            ["flip", n] => match n.parse::<u32>() {
+                Ok(n) => client.flip(n),
+                Err(_) => Err(format!("flip: bad count {n:?}")),
+            },
             ["unplug"] => client.remove(Removal::Control),
             ["sigterm"] => client.remove(Removal::Sigterm),
             ["more", n] => match n.parse::<u32>() {

@@ -2,12 +2,12 @@
 //! pinned sources, drawn on by a client that speaks through the `drm` crate and relibc.
 //!
 //! `scripts/redox-image` builds the system (the kit in `../shared/redox`, cached under
-//! `~/.cache/displayd/redox/<kit hash>`) and the image: displayd as pcid-spawner's driver for the
-//! Bochs adapter, inputd, and the test client (`tests/redox/client`), which init starts once
-//! pcid-spawner is done. Four boots under TCG, for `-device bochs-display` and `-vga std`, each
+//! `~/.cache/displayd/redox/<kit hash>`) and the image: a RedoxFS root filesystem with displayd
+//! installed where `recipe.toml` installs it and `config/pcid.toml` as its pcid-spawner entry, and
+//! the test client (`tests/redox/client`), which init starts once pcid-spawner is done. Four boots under TCG, for `-device bochs-display` and `-vga std`, each
 //! removing the device one way while the client draws:
 //!
-//! 1. pcid-spawner spawns displayd, which registers `display.bochs.pci-…`, opens its inputd handle
+//! 1. The root filesystem's pcid-spawner spawns displayd, which registers `display.bochs.pci-…`, opens its inputd handle
 //!    and reports ready; its log reaches the serial console.
 //! 2. The client opens an fbcond-like console (pattern 2) and an Orbital-like compositor (pattern 1)
 //!    on two VTs; inputd switches to the compositor's VT and every pixel of the screen must be
@@ -304,7 +304,8 @@ impl Machine {
         if !scheme.starts_with("display.bochs.pci-") || size != format!("{}x{}", SIZE.0, SIZE.1) {
             return Err(format!("the client's ready line is {ready:?}"));
         }
-        self.wait_for("pcid-spawner: spawn \"/scheme/initfs/lib/drivers/displayd\"", STEP_TIMEOUT)?;
+        // The root filesystem's pcid-spawner, from the entry recipe.toml installs.
+        self.wait_for("pcid-spawner: spawn \"/usr/lib/drivers/displayd\"", STEP_TIMEOUT)?;
         self.wait_for(&format!("start: ready as {scheme}"), STEP_TIMEOUT)?;
 
         self.command(&format!("show {orbital_vt}"), "asked for vt")?;

@@ -80,7 +80,7 @@ fn presence_orders_sections_before_the_teardown_write() {
                 let (presence, registers) = (Arc::clone(&presence), Arc::clone(&registers));
                 thread::spawn(move || {
                     if let Some(_section) = presence.enter() {
-                        // SAFETY (test): the teardown write below happens only after unplug.
+                        // SAFETY: (test) the teardown write below happens only after unplug.
                         let id = registers.with(|id| unsafe { *id });
                         assert_eq!(id, 0xB0C5);
                     }
@@ -88,7 +88,7 @@ fn presence_orders_sections_before_the_teardown_write() {
             })
             .collect();
         assert!(presence.unplug());
-        // SAFETY (test): unplug returned, so no section reads the value any more.
+        // SAFETY: (test) unplug returned, so no section reads the value any more.
         registers.with_mut(|id| unsafe { *id = 0xFFFF });
         for reader in readers {
             reader.join().unwrap();

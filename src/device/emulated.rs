@@ -171,7 +171,10 @@ impl EmulatedDevice {
     /// Removes the device: both BARs are revoked. Any later access through them crashes the process.
     pub fn remove(&self) {
         self.inner.state.store(REMOVED, SeqCst);
-        self.inner.vram.revoke();
+        // SAFETY: the model reads its VRAM only while present (`screenshot` checks first), and the
+        // driver must no longer reach it: an access now is the guard bug this tripwire turns into a
+        // crash.
+        unsafe { self.inner.vram.revoke() };
     }
 
     /// Yanks the device out from under the driver: reads return `reads`, writes vanish, no notice.

@@ -75,7 +75,14 @@ impl HostMapping {
     }
 
     /// Makes every later access fault.
-    pub fn revoke(&self) {
+    ///
+    /// # Safety
+    ///
+    /// Nothing may read or write the mapping afterwards, through [`HostMapping::read`],
+    /// [`HostMapping::write`], [`HostMapping::shared`] or a pointer from [`HostMapping::base`]: such
+    /// an access faults, which is the point only where a fault is how a bug is reported (the emulated
+    /// device's tripwire).
+    pub unsafe fn revoke(&self) {
         // SAFETY: the range is this mapping's own; PROT_NONE only changes its permissions.
         let rc = unsafe { libc::mprotect(self.base.as_ptr().cast(), self.len, libc::PROT_NONE) };
         assert_eq!(rc, 0, "mprotect(PROT_NONE) failed: {}", std::io::Error::last_os_error());

@@ -259,6 +259,8 @@ impl<const SIZE: usize> Mmio<SIZE> {
 /// # Invariants
 ///
 /// * `base..base + len` is readable for `'a`.
+/// * It overlaps no BAR mapping: [`Vram::copy_rows`] copies from it into VRAM with a
+///   non-overlapping copy.
 #[derive(Clone, Copy, Debug)]
 pub struct Shared<'a> {
     base: NonNull<u8>,
@@ -271,7 +273,9 @@ impl<'a> Shared<'a> {
     ///
     /// # Safety
     ///
-    /// `base..base + len` must stay mapped and readable for `'a`. Others may write it meanwhile.
+    /// `base..base + len` must stay mapped and readable for `'a`, and must not overlap any BAR
+    /// mapping (device memory): VRAM copies from it assume the two are apart. Others may write it
+    /// meanwhile.
     pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
         Shared { base, len, _borrow: PhantomData }
     }
@@ -369,8 +373,8 @@ impl Vram {
         for row in 0..copy.rows {
             let from = copy.src_offset + row * copy.src_pitch;
             let to = copy.dst_offset + row * copy.dst_pitch;
-            // SAFETY: `rows_fit` proved both rows in bounds; `src` is readable (its invariant) and
-            // is not device memory, so it cannot overlap the mapping, which no reference points into.
+            // SAFETY: `rows_fit` proved both rows in bounds; `src` is readable and overlaps no BAR
+            // mapping (both `Shared` invariants), so not this one, which no reference points into.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     src.base.as_ptr().add(from),
@@ -427,7 +431,7 @@ mod tests {
     fn vram_over(buffer: &'static mut [u8]) -> Vram {
         let len = buffer.len();
         let base = NonNull::new(buffer.as_mut_ptr()).unwrap();
-        // SAFETY (test): a leaked buffer stays valid forever and is only reached through the Vram.
+        // SAFETY: (test) a leaked buffer stays valid forever and is only reached through the Vram.
         unsafe { Vram::mapped(base, len, Box::new(())) }
     }
 

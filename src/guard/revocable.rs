@@ -11,8 +11,11 @@
 //! that returned the pointer was merged into Linux and reverted in 2026 because consumers kept
 //! stale copies of it.)
 
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
+#[cfg(not(loom))]
+use std::ptr::NonNull;
 
 use super::presence::{Presence, Section};
 
@@ -56,12 +59,16 @@ unsafe impl<T: Send + Sync> Sync for Revocable<T> {}
 ///
 /// Bound to the thread that made it, like the [`Section`] inside it.
 pub struct Access<'a, T> {
-    // Declared before the section so that, under loom, the tracked read ends before the section.
+    // A pointer, not `&'a T`: a reference held in a struct is assumed valid for as long as the
+    // struct could be used, even while its drop runs and ends the section, after which revoke may
+    // drop the value (the problem of std's `Ref`, rust-lang/rust#63787). Declared before the
+    // section so that, under loom, the tracked read ends before the section.
     #[cfg(not(loom))]
-    value: &'a T,
+    value: NonNull<T>,
     #[cfg(loom)]
     value: loom::cell::ConstPtr<ManuallyDrop<T>>,
     section: Section<'a>,
+    _value: PhantomData<&'a T>,
 }
 
 impl<T> Revocable<T> {
@@ -75,12 +82,12 @@ impl<T> Revocable<T> {
     pub fn try_access(&self) -> Option<Access<'_, T>> {
         let section = self.presence.enter()?;
         #[cfg(not(loom))]
-        // SAFETY: the section we hold began while the device was present, so revoke's teardown
-        // cannot run until it ends; the reference is tied to the `Access`, which holds the section.
-        let value = unsafe { &**self.value.get() };
+        // SAFETY: `UnsafeCell::get` never returns null, and `ManuallyDrop<T>` has `T`'s layout. No
+        // reference is made here; `Access::deref` makes each one inside the section.
+        let value = unsafe { NonNull::new_unchecked(self.value.get().cast::<T>()) };
         #[cfg(loom)]
         let value = self.value.get();
-        Some(Access { value, section })
+        Some(Access { value, section, _value: PhantomData })
     }
 
     /// Refuses new access, waits until no section holds the value, then drops it.
@@ -150,7 +157,9 @@ impl<T> Deref for Access<'_, T> {
     #[inline]
     fn deref(&self) -> &T {
         #[cfg(not(loom))]
-        return self.value;
+        // SAFETY: the value is initialised while this access's section lives (revoke waits for it
+        // before dropping it), and only shared references to it are ever made while present.
+        return unsafe { self.value.as_ref() };
         #[cfg(loom)]
         // SAFETY: the pointer was taken inside the live section this access holds.
         return unsafe { self.value.deref() };

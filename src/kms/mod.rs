@@ -13,6 +13,7 @@
 //! * Flip-completion events queued before an unplug are still read; reading never blocks.
 //! * Per-client state is bounded (see the `MAX_*` limits), and a VT's state lives only while a file
 //!   is bound to it or it is on screen.
+#![forbid(unsafe_code)]
 
 pub mod codec;
 mod ioctls;

@@ -3,6 +3,34 @@
 //!
 //! The crate is layered, and the arrows point one way: [`guard`] (lifetimes) ← device ← kms ←
 //! scheme ← platform ← the binary. See the README for the architecture and the unplug policy.
+//!
+//! # Threads and locks
+//!
+//! * **On Redox** displayd runs one thread: its event loop ([`platform::event_loop`]) serves scheme
+//!   requests, applies inputd's VT switches, runs the health probe at each timer tick and looks for
+//!   a pending SIGTERM at every wake. Clients are other processes; the only concurrency displayd
+//!   sees is theirs, writing their mapped dumb buffers while displayd copies out of them.
+//! * **On a Linux host** (the demo, the tests, `displayd guest`) the clients are threads of the same
+//!   process, each calling into the scheme through the stand-in kernel
+//!   ([`platform::host::kernel`]), and removal is detected on the main thread (uevents, sysfs and
+//!   the probe) or triggered by a test from any thread.
+//!
+//! Locks, outermost first; none is taken in the other order:
+//! 1. the stand-in kernel's scheme mutex (Linux hosts only): held for one whole call;
+//! 2. a device object's KMS state (`Kms`'s `state` mutex): held for one whole ioctl, a VT replay
+//!    or a close;
+//! 3. `Bochs`'s `scanout` mutex (the mode and scan-out offset): held for one hardware operation,
+//!    always inside a presence section.
+//!
+//! `guard::Releases` has its own mutex, taken only while a device object is being built and when
+//! it is dropped. The presence guard itself takes no lock: entering a section is a per-thread slot
+//! and a fence.
+//!
+//! A **presence section** ([`guard::Revocable::try_access`] until the returned access drops)
+//! protects the hardware, the BAR mappings: unplug refuses new sections, waits for every open one to
+//! end, and only then drops the mappings, so no register or VRAM access can run on an unmapped BAR.
+//! It says nothing about who else writes VRAM: **two VRAM writers are kept apart by the `scanout`
+//! mutex**, which every writer (`blit`, `flip`, `clear`, `set_mode`) holds for its whole access.
 
 pub mod device;
 pub mod guard;

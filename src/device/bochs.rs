@@ -419,7 +419,7 @@ impl Bochs {
         Ok(moved)
     }
 
-    /// Blanks or unblanks the output (see [`vga_blank`]).
+    /// Blanks or unblanks the output through the VGA attribute controller (`vga_blank`).
     pub fn blank(&self, blank: bool) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
         vga_blank(&hw.mmio, blank);

@@ -31,6 +31,27 @@
 //! end, and only then drops the mappings, so no register or VRAM access can run on an unmapped BAR.
 //! It says nothing about who else writes VRAM: **two VRAM writers are kept apart by the `scanout`
 //! mutex**, which every writer (`blit`, `flip`, `clear`, `set_mode`) holds for its whole access.
+//!
+//! # Words
+//!
+//! One concept, one word; the code's names follow these where they differ only in spelling.
+//! * **device object**: what open handles hold (`scheme::DeviceObject`, Linux's `drm_device`): mode
+//!   state, per-VT state, managed releases. Freed at the last close.
+//! * **hardware**: the BAR mappings, kept in a [`guard::Revocable`]; exists only while bound.
+//! * **section**: a presence section, from [`guard::Revocable::try_access`] until its access drops.
+//! * **removal**: the device leaving the machine, which the driver does not control: `device_del`
+//!   in QEMU, or in the emulated device `remove` (its BARs fault from then on, the tripwire) and
+//!   `yank` (its registers read all-ones or zeros, and nothing says so).
+//! * **unplug**: the driver's answer to a removal, or its own orderly stop (control path, SIGTERM):
+//!   refuse new sections, wait for the open ones, drop the hardware. *Orderly* or *surprise*.
+//! * **revoke**: the step of an unplug that drops the hardware ([`guard::Revocable::revoke`]).
+//! * **unbind**: the scheme letting go of a device object after its unplug, so new opens answer
+//!   ENODEV; the object lives on while handles hold it.
+//! * **gone**: what a call learns when the hardware is already revoked (`DeviceError::Gone`);
+//!   **vanished**: the health probe's verdict when the ID register no longer reads a Bochs ID.
+//! * Two words still carry two meanings (not renamed yet, issue #13): *retired* is a thread's
+//!   presence slot handed back (guard) and a sysfs node never bound again (Linux platform); *slot*
+//!   is that per-thread presence slot, an emulated device plugged into a test, and a PCI slot.
 
 pub mod device;
 pub mod guard;

@@ -2,9 +2,10 @@
 //! disappearing at any moment.
 //!
 //! The crate is layered, and the arrows point one way: [`guard`] (lifetimes) ← device ← kms ←
-//! scheme ← platform ← the binary. See the README for the architecture and the unplug policy.
+//! device_object ← scheme ← platform ← the binary. See the README for the architecture and the unplug policy.
 
 pub mod device;
+pub mod device_object;
 pub mod guard;
 pub mod kms;
 pub mod platform;

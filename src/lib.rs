@@ -2,7 +2,8 @@
 //! disappearing at any moment.
 //!
 //! The crate is layered, and the arrows point one way: [`guard`] (lifetimes) ← device ← kms ←
-//! scheme ← platform ← the binary. See the README for the architecture and the unplug policy.
+//! [`device_object`] ← scheme ← platform ← the binary. See the README for the architecture and the
+//! unplug policy.
 //!
 //! # Threads and locks
 //!
@@ -35,8 +36,8 @@
 //! # Words
 //!
 //! One concept, one word; the code's names follow these where they differ only in spelling.
-//! * **device object**: what open handles hold (`scheme::DeviceObject`, Linux's `drm_device`): mode
-//!   state, per-VT state, managed releases. Freed at the last close.
+//! * **device object**: what open handles hold ([`device_object::DeviceObject`], Linux's
+//!   `drm_device`): mode state, per-VT state, managed releases. Freed at the last close.
 //! * **hardware**: the BAR mappings, kept in a [`guard::Revocable`]; exists only while bound.
 //! * **section**: a presence section, from [`guard::Revocable::try_access`] until its access drops.
 //! * **removal**: the device leaving the machine, which the driver does not control: `device_del`
@@ -54,6 +55,7 @@
 //!   is that per-thread presence slot, an emulated device plugged into a test, and a PCI slot.
 
 pub mod device;
+pub mod device_object;
 pub mod guard;
 pub mod kms;
 pub mod platform;

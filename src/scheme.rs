@@ -12,6 +12,8 @@
 //!   blocks), before and after an unplug; `fevent` reports EVENT_READ while one is queued, and
 //!   [`DisplayScheme::take_readable`] names the handles that got a new one, for the event loop to
 //!   signal.
+//! * An unplug names the device object it unplugs ([`DisplayScheme::unplug`]): it unbinds that one
+//!   only if it is still the one new opens reach, never a device bound after it.
 //! * `control` is the administrator's path (uid 0 only, EACCES for others): reading it gives a
 //!   status line (it opens `POSITIONED`, so reads advance), writing `unplug` removes the device in
 //!   an orderly way.
@@ -27,35 +29,11 @@ use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use crate::device::bochs::Removal;
-use crate::guard::Releases;
-use crate::kms::{BufferMemory, FileId, Kms, MAX_VT};
+use crate::device_object::DeviceObject;
+use crate::kms::{BufferMemory, FileId, MAX_VT};
 
 /// `st_dev` of every handle: the DRM character-device major, 226.
 pub const DRM_DEVICE: u64 = 226 << 8;
-
-/// One device instance's object: its KMS state and the releases that run at its last reference.
-pub struct DeviceObject {
-    /// The KMS state (and, through it, the adapter).
-    pub kms: Kms,
-    /// Which instance this is (1 for the first device bound, then 2, ...).
-    pub instance: u32,
-    // Declared last: dropped after the KMS state, at the very end of the object's life.
-    _releases: Releases,
-}
-
-impl DeviceObject {
-    /// A device object; `releases` run when its last reference goes.
-    pub fn new(kms: Kms, instance: u32, releases: Releases) -> Arc<DeviceObject> {
-        log::info!("device {instance}: bound as a new device object");
-        Arc::new(DeviceObject { kms, instance, _releases: releases })
-    }
-}
-
-impl Drop for DeviceObject {
-    fn drop(&mut self) {
-        log::info!("device {}: last reference gone, device object freed", self.instance);
-    }
-}
 
 enum Handle {
     Root,
@@ -100,43 +78,49 @@ impl DisplayScheme {
         self.device.as_ref()
     }
 
-    /// Unplugs the bound device (orderly or surprise) and stops binding new opens to it.
-    /// Returns `false` if there was no device.
-    pub fn unplug(&mut self, removal: Removal) -> bool {
-        let Some(device) = self.device.take() else { return false };
-        device.kms.adapter().unplug(removal);
+    /// Unplugs `device` (orderly or surprise) and, if it is still the bound one, stops binding new
+    /// opens to it; a device bound since then stays bound. Returns whether `device` was the bound
+    /// one.
+    pub fn unplug(&mut self, device: &Arc<DeviceObject>, removal: Removal) -> bool {
+        device.unplug(removal);
+        let bound = self.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, device));
+        if bound {
+            self.device = None;
+        }
         log::info!(
-            "device {}: unbound; {} other references still hold it",
+            "device {}: {}; {} other references still hold it",
             device.instance,
-            Arc::strong_count(&device) - 1
+            if bound { "unbound" } else { "unplugged (no longer the bound device)" },
+            Arc::strong_count(device) - 1
         );
-        true
+        bound
     }
 
-    /// The health probe: if the bound device's ID register no longer reads a Bochs ID, the device
-    /// is gone without notice (surprise removal), so it is unplugged without touching it; a device
-    /// that already unplugged itself is unbound. Returns whether either happened.
+    /// Unplugs the device new opens bind to, if any (the control path, SIGTERM, the scheme's
+    /// unmount). Returns `false` if there was none.
+    pub fn unplug_bound(&mut self, removal: Removal) -> bool {
+        let Some(device) = self.device.clone() else { return false };
+        self.unplug(&device, removal)
+    }
+
+    /// The health probe on the bound device ([`DeviceObject::check_health`]): a device found gone is
+    /// unplugged as a surprise, without touching it, and unbound. Returns whether that happened.
     pub fn check_health(&mut self) -> bool {
-        let Some(device) = &self.device else { return false };
-        match device.kms.adapter().health() {
-            crate::device::bochs::Health::Vanished(id) => {
-                log::warn!("health probe: device {} reads ID {id:#06x}: surprise removal", device.instance);
-                self.unplug(Removal::Surprise)
-            }
-            crate::device::bochs::Health::Unplugged => self.unbind_if_unplugged(),
-            crate::device::bochs::Health::Present => false,
-        }
+        let Some(device) = self.device.clone() else { return false };
+        let Some(gone) = device.check_health() else { return false };
+        log::warn!("health probe: device {}: {gone}: surprise removal", device.instance);
+        self.unplug(&device, Removal::Surprise)
     }
 
     /// Unbinds the bound device if it has unplugged itself (the driver found it gone in the middle
     /// of a call, see [`crate::device::bochs::Bochs::set_mode`]), so new opens get ENODEV and the
-    /// platform sees no device. Called at every open and by the health probe; the event loop calls
-    /// it on every wake. Returns whether it unbound one.
+    /// platform sees no device. Called at every open; the event loop calls it on every wake.
+    /// Returns whether it unbound one.
     pub fn unbind_if_unplugged(&mut self) -> bool {
-        if !self.device.as_ref().is_some_and(|d| d.kms.adapter().is_unplugged()) {
-            return false;
+        match self.device.clone() {
+            Some(device) if device.is_unplugged() => self.unplug(&device, Removal::Surprise),
+            _ => false,
         }
-        self.unplug(Removal::Surprise)
     }
 
     /// inputd switched to `vt`: the bound device shows that VT's state.
@@ -323,7 +307,7 @@ impl SchemeSync for DisplayScheme {
         match self.handles.get(&id).ok_or(Error::new(EBADF))? {
             Handle::Control => match std::str::from_utf8(buf).map(str::trim) {
                 Ok("unplug") => {
-                    if !self.unplug(Removal::Orderly) {
+                    if !self.unplug_bound(Removal::Orderly) {
                         return Err(Error::new(ENODEV));
                     }
                     Ok(buf.len())

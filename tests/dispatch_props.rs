@@ -120,7 +120,7 @@ proptest! {
                 }
                 Op::Activate(vt) => kernel.scheme().activate(vt),
                 Op::Unplug => {
-                    kernel.scheme().unplug(Removal::Orderly);
+                    kernel.scheme().unplug_bound(Removal::Orderly);
                     slot.remove(); // any later hardware access aborts the test
                 }
             }
@@ -129,7 +129,7 @@ proptest! {
         let bound = kernel.scheme().device().is_some();
         prop_assert_eq!(weak.upgrade().is_some(), bound || !mappings.is_empty(), "alive exactly while bound or mapped");
         drop(mappings);
-        kernel.scheme().unplug(Removal::Surprise);
+        kernel.scheme().unplug_bound(Removal::Surprise);
         prop_assert!(weak.upgrade().is_none(), "the device object outlived every handle");
     }
 }

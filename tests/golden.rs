@@ -171,7 +171,7 @@ fn page_flip_events_are_linux_drm_event_vblanks_read_whole_one_pending_per_crtc(
     assert_eq!(fd.fevent(EventFlags::EVENT_READ).unwrap(), EventFlags::empty());
     // Read: the next flip goes through; its event counts on, and is still delivered after an unplug.
     exchange(&fd, ioctl::PAGE_FLIP, "13000000 17000000 01000000 00000000 0700000000000000");
-    kernel.scheme().unplug(Removal::Orderly);
+    kernel.scheme().unplug_bound(Removal::Orderly);
     let events = drm::read_events(&fd).unwrap();
     assert_eq!((events.len(), events[0].user_data, events[0].sequence, events[0].crtc_id), (1, 7, 2, 19));
     assert!((events[0].tv_sec, events[0].tv_usec) >= (tv_sec, tv_usec), "timestamps never go back");
@@ -279,7 +279,7 @@ fn after_an_unplug_enodev_comes_before_any_payload_check_and_the_policy_calls_ke
     // Before: an unknown number and malformed payloads are EINVAL.
     assert_eq!(refused(&fd, 0x42, "00000000"), EINVAL);
     assert_eq!(refused(&fd, ioctl::GET_CAP, "0100000000000000 00000000000000"), EINVAL);
-    kernel.scheme().unplug(Removal::Orderly);
+    kernel.scheme().unplug_bound(Removal::Orderly);
     // After: ENODEV first, whatever the number or payload.
     assert_eq!(refused(&fd, 0x42, "00000000"), ENODEV);
     assert_eq!(refused(&fd, ioctl::GET_CAP, "0100000000000000 00000000000000"), ENODEV);

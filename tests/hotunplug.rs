@@ -13,10 +13,11 @@ use std::sync::{Arc, Weak};
 use std::thread;
 
 use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
+use displayd::device_object::DeviceObject;
 use displayd::platform::host::consumers::{Consumer, ConsumerDisplay, ConsumerError};
 use displayd::platform::host::kernel::Kernel;
 use displayd::platform::host::plug;
-use displayd::scheme::{DeviceObject, DisplayScheme};
+use displayd::scheme::DisplayScheme;
 
 /// The "PCI bus": one slot, the scheme, and every device object ever bound.
 struct Bus {

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use displayd::device::bochs::Removal;
 use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
+use displayd::device_object::DeviceObject;
 use displayd::kms::codec::ioctl;
 use displayd::platform::host::kernel::{Fd, Kernel, Mapping};
 use displayd::platform::host::{drm, plug};
-use displayd::scheme::{DeviceObject, DisplayScheme};
+use displayd::scheme::DisplayScheme;
 
 struct Rng(u64);
 
@@ -138,11 +139,13 @@ fn chaos(kernel: &Kernel, seed: u64, first: EmulatedDevice, bound: &mut Vec<Weak
                 // Unplugged from this thread while clients may be inside a section: the guard
                 // must wait them out before the BARs go.
                 let device = kernel.scheme().device().cloned();
-                if let Some(device) = device {
-                    device.kms.adapter().unplug(Removal::Surprise);
+                if let Some(device) = &device {
+                    device.unplug(Removal::Surprise);
                 }
                 s.remove();
-                kernel.scheme().unplug(Removal::Surprise);
+                if let Some(device) = &device {
+                    kernel.scheme().unplug(device, Removal::Surprise);
+                }
             }
             (3, s) => {
                 slot = s;
@@ -176,7 +179,7 @@ fn run_seed(seed: u64) {
     for client in clients {
         client.join().expect("a client thread panicked");
     }
-    kernel.scheme().unplug(Removal::Surprise);
+    kernel.scheme().unplug_bound(Removal::Surprise);
     assert!(bound.iter().all(|d| d.upgrade().is_none()), "a device object outlived every handle");
     assert_eq!(kernel.scheme().open_handles(), 1, "only the root handle is left");
 }

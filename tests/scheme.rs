@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 
 use displayd::device::emulated::{Config, EmulatedDevice};
+use displayd::device_object::DeviceObject;
 use displayd::kms::codec::ioctl;
 use displayd::platform::host::consumers::{Consumer, ConsumerDisplay};
 use displayd::platform::host::drm;
 use displayd::platform::host::kernel::Kernel;
 use displayd::platform::host::plug;
-use displayd::scheme::{DeviceObject, DisplayScheme, DRM_DEVICE};
+use displayd::scheme::{DisplayScheme, DRM_DEVICE};
 use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, ENXIO};
 
 struct Rig {
@@ -122,7 +123,7 @@ fn a_replugged_device_serves_new_opens_while_old_handles_stay_on_the_old_one() {
     let rig = rig();
     let mut old = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
     rig.kernel.scheme().activate(2);
-    rig.kernel.scheme().unplug(displayd::device::bochs::Removal::Surprise);
+    rig.kernel.scheme().unplug(&rig.device, displayd::device::bochs::Removal::Surprise);
     rig.slot.remove();
     let (new_slot, new_device, _) = replug(&rig.kernel, 2);
     rig.kernel.scheme().activate(2);
@@ -583,4 +584,37 @@ fn framebuffers_per_file_are_bounded() {
     let other = rig.kernel.open("v2/3", 1001).unwrap();
     let theirs = drm::create_dumb(&other, 64, 64).unwrap();
     drm::add_fb(&other, 64, 64, theirs.pitch, 24, theirs.handle).expect("another file has its own allowance");
+}
+
+#[test]
+fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone() {
+    use displayd::device::bochs::Removal;
+    use displayd::device::emulated::YankedReads;
+    use displayd::device_object::Gone;
+    let rig = rig();
+    rig.kernel.open("control", 0).unwrap().write(b"unplug").unwrap();
+    rig.slot.remove();
+    assert_eq!(rig.device.check_health(), Some(Gone::AlreadyUnplugged));
+    let (new_slot, new_device, _) = replug(&rig.kernel, 2);
+    // A late remover of device 1 (a probe that saw it go) names it: device 2 stays bound.
+    assert!(!rig.kernel.scheme().unplug(&rig.device, Removal::Surprise), "device 1 was no longer bound");
+    assert!(Arc::ptr_eq(rig.kernel.scheme().device().unwrap(), &new_device));
+    assert_eq!(new_device.check_health(), None, "device 2 is untouched");
+    new_slot.yank(YankedReads::Zeros);
+    assert_eq!(new_device.check_health(), Some(Gone::Vanished(0)));
+    assert!(rig.kernel.scheme().unplug(&new_device, Removal::Surprise), "device 2 was the bound one");
+    assert!(rig.kernel.scheme().device().is_none());
+    new_slot.remove();
+}
+
+#[test]
+fn a_bind_whose_probe_fails_runs_the_managed_releases_at_once() {
+    let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
+    let slot = EmulatedDevice::new(Config::default()).unwrap();
+    slot.yank(displayd::device::emulated::YankedReads::Ones);
+    let released = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&released);
+    assert!(plug(&kernel, &slot, 1, move || flag.store(true, SeqCst)).is_err());
+    assert!(released.load(SeqCst), "the releases ran when the bind failed");
+    assert!(kernel.scheme().device().is_none());
 }

@@ -70,14 +70,14 @@ fuzz_target!(|script: &[u8]| {
             113..=116 => mappings.clear(),
             117..=124 => kernel.scheme().activate(usize::from(arg % 5)),
             _ => {
-                kernel.scheme().unplug(Removal::Orderly);
+                kernel.scheme().unplug_bound(Removal::Orderly);
                 slot.remove();
             }
         }
     }
     drop(clients);
     drop(mappings);
-    kernel.scheme().unplug(Removal::Surprise);
+    kernel.scheme().unplug_bound(Removal::Surprise);
     assert!(weak.upgrade().is_none(), "the device object outlived every handle");
 });
 

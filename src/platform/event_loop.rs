@@ -66,7 +66,7 @@ pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
     let mut inputd = Inputd { open: true };
     loop {
         if io.terminate_requested() {
-            if scheme.unplug(Removal::Orderly) {
+            if scheme.unplug_bound(Removal::Orderly) {
                 log::info!("SIGTERM: device unplugged; exiting once the last handle is closed");
             }
             inputd.close_after_unplug(io, scheme);
@@ -88,7 +88,7 @@ pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
                 Ok(Served::Open) => {}
                 Ok(Served::Unmounted) => {
                     log::info!("scheme unmounted: shutting down");
-                    scheme.unplug(Removal::Orderly);
+                    scheme.unplug_bound(Removal::Orderly);
                     return 0;
                 }
                 Err(error) => {
@@ -159,14 +159,13 @@ pub fn apply_vt_events(scheme: &DisplayScheme, events: Vec<VtEvent>) {
 #[cfg(all(test, not(target_os = "redox")))]
 mod tests {
     use super::*;
-    use crate::device::bochs::{Bochs, Hardware, Options, QEMU_BOCHS_DISPLAY};
+    use crate::device::bochs::{Hardware, QEMU_BOCHS_DISPLAY};
     use crate::device::emulated::{Config, EmulatedDevice, YankedReads};
     use crate::device::regs::DISPI_ENABLE;
+    use crate::device_object::DeviceObject;
     use crate::guard::Releases;
-    use crate::kms::Kms;
     use crate::platform::host::kernel::caller;
     use crate::platform::host::memory::HostAllocator;
-    use crate::scheme::DeviceObject;
     use redox_scheme::scheme::SchemeSync;
     use redox_scheme::OpenResult;
     use std::collections::VecDeque;
@@ -237,11 +236,20 @@ mod tests {
     fn scheme_with_device() -> (DisplayScheme, EmulatedDevice, usize) {
         let slot = EmulatedDevice::new(Config::default()).unwrap();
         let (vram, mmio) = slot.map_bars();
-        let bochs = Bochs::probe(QEMU_BOCHS_DISPLAY, Hardware { mmio, vram }, Options::default()).unwrap();
-        let kms = Kms::new(Arc::new(bochs), Arc::new(HostAllocator), "pci:0000:00:02.0".into());
+        let hardware = Hardware { mmio, vram };
+        let unique = "pci:0000:00:02.0".to_string();
+        let device = DeviceObject::bind(
+            QEMU_BOCHS_DISPLAY,
+            hardware,
+            Arc::new(HostAllocator),
+            unique,
+            1,
+            Releases::new(),
+        )
+        .unwrap();
         let mut scheme = DisplayScheme::new("display.bochs");
         let root = scheme.scheme_root().unwrap();
-        scheme.bind(DeviceObject::new(kms, 1, Releases::new()));
+        scheme.bind(device);
         (scheme, slot, root)
     }
 

@@ -20,11 +20,12 @@ use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
 use super::event_loop::{self, LoopIo, Served, Wake};
 use super::pcid::{bar_mmap_offset, MemoryType, PciFunction, PcidClient, PcidError};
 use super::startup::{decode_vt_events, Env, Platform, VtEvent, READY_BYTE, VT_EVENT_BYTES};
-use crate::device::bochs::{Bochs, Hardware, Options, PciId};
+use crate::device::bochs::{Hardware, PciId};
 use crate::device::mmio::{Mmio, Vram};
+use crate::device_object::DeviceObject;
 use crate::guard::Releases;
-use crate::kms::{Allocator, BufferMemory, Kms, PAGE};
-use crate::scheme::{DeviceObject, DisplayScheme};
+use crate::kms::{Allocator, BufferMemory, PAGE};
+use crate::scheme::DisplayScheme;
 
 /// Blocks SIGTERM for good: displayd never takes a signal while it runs. The event loop finds a
 /// SIGTERM among the pending signals instead ([`sigterm_pending`]), at its next wake; the
@@ -358,10 +359,12 @@ impl Platform for Redox {
             subclass: id.subclass,
             revision: id.revision,
         };
-        let bochs =
-            Bochs::probe(pci, Hardware { mmio, vram }, Options::default()).map_err(|e| e.to_string())?;
-        let kms = Kms::new(Arc::new(bochs), Arc::new(AnonymousAllocator), format!("pci:{}", function.addr));
-        self.scheme.bind(DeviceObject::new(kms, 1, Releases::new()));
+        let unique = format!("pci:{}", function.addr);
+        let hardware = Hardware { mmio, vram };
+        let device =
+            DeviceObject::bind(pci, hardware, Arc::new(AnonymousAllocator), unique, 1, Releases::new())
+                .map_err(|e| e.to_string())?;
+        self.scheme.bind(device);
         Ok(())
     }
 

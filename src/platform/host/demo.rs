@@ -23,9 +23,10 @@ use orbclient::{Color, Mode, Renderer};
 use super::consumers::{Consumer, ConsumerDisplay, ConsumerError};
 use super::kernel::Kernel;
 use super::plug;
-use crate::device::bochs::{Health, Rect, Removal};
+use crate::device::bochs::{Rect, Removal};
 use crate::device::emulated::{Config, EmulatedDevice, Image, YankedReads};
-use crate::scheme::{DeviceObject, DisplayScheme};
+use crate::device_object::{DeviceObject, Gone};
+use crate::scheme::DisplayScheme;
 
 /// What one compositor saw.
 #[derive(Debug, Default, Clone, Copy)]
@@ -186,20 +187,18 @@ fn run_compositor(
     Ok(report)
 }
 
-/// Polls the bound device's ID register; when it vanishes, unplugs it without touching it.
+/// Runs the health check on `device` until it finds it gone; then unplugs that device (not
+/// whichever is bound by then) as a surprise, without touching it.
 fn run_health_probe(kernel: Kernel, device: Arc<DeviceObject>, stop: Arc<AtomicBool>) {
     while !stop.load(SeqCst) {
-        match device.kms.adapter().health() {
-            Health::Present => thread::sleep(Duration::from_millis(5)),
-            Health::Vanished(id) => {
-                log::info!(
-                    "health probe: ID register reads {id:#06x}: device {} has vanished",
-                    device.instance
-                );
-                kernel.scheme().unplug(Removal::Surprise);
+        match device.check_health() {
+            None => thread::sleep(Duration::from_millis(5)),
+            Some(gone @ Gone::Vanished(_)) => {
+                log::info!("health probe: {gone}: device {} has vanished", device.instance);
+                kernel.scheme().unplug(&device, Removal::Surprise);
                 return;
             }
-            Health::Unplugged => return,
+            Some(Gone::AlreadyUnplugged) => return,
         }
     }
 }

@@ -10,10 +10,10 @@ pub mod memory;
 
 use std::sync::Arc;
 
-use crate::device::bochs::{Bochs, DeviceError, Hardware, Options, PciId, QEMU_BOCHS_DISPLAY};
+use crate::device::bochs::{DeviceError, Hardware, PciId, QEMU_BOCHS_DISPLAY};
 use crate::device::emulated::EmulatedDevice;
+use crate::device_object::DeviceObject;
 use crate::guard::Releases;
-use crate::scheme::DeviceObject;
 
 /// Plugs the emulated device in `slot` into the display scheme as device object `instance` (see
 /// [`plug_hardware`]).
@@ -28,8 +28,8 @@ pub fn plug(
     plug_hardware(kernel, QEMU_BOCHS_DISPLAY, hardware, "pci:0000:00:02.0", instance, on_release)
 }
 
-/// Plugs mapped Bochs hardware into the display scheme as device object `instance`: probes it,
-/// builds its KMS state (`unique` is the DRM bus id clients read), and binds it for new opens.
+/// Plugs mapped Bochs hardware into the display scheme as device object `instance`
+/// ([`DeviceObject::bind`], `unique` being the DRM bus id clients read) and binds it for new opens.
 /// `on_release` runs when the device object's last reference goes, or now if set-up fails.
 pub fn plug_hardware(
     kernel: &kernel::Kernel,
@@ -41,9 +41,8 @@ pub fn plug_hardware(
 ) -> Result<Arc<DeviceObject>, DeviceError> {
     let releases = Releases::new();
     releases.add("device object", on_release);
-    let bochs = Bochs::probe(pci, hardware, Options::default())?;
-    let kms = crate::kms::Kms::new(Arc::new(bochs), Arc::new(memory::HostAllocator), unique.into());
-    let device = DeviceObject::new(kms, instance, releases);
+    let allocator = Arc::new(memory::HostAllocator);
+    let device = DeviceObject::bind(pci, hardware, allocator, unique.into(), instance, releases)?;
     kernel.scheme().bind(Arc::clone(&device));
     Ok(device)
 }

@@ -31,12 +31,13 @@ use std::time::{Duration, Instant};
 
 use super::pci::{find_bochs, PciFunction};
 use super::uevent::{DeviceEvents, Received, Uevent};
-use crate::device::bochs::{Health, Removal};
+use crate::device::bochs::Removal;
+use crate::device_object::DeviceObject;
 use crate::platform::host::consumers::{Consumer, ConsumerDisplay, ConsumerError};
 use crate::platform::host::kernel::Kernel;
 use crate::platform::host::plug_hardware;
 use crate::platform::test_pattern::pattern_frame;
-use crate::scheme::{DeviceObject, DisplayScheme};
+use crate::scheme::DisplayScheme;
 
 /// How every progress line starts.
 pub const MARK: &str = "displayd-guest:";
@@ -274,18 +275,13 @@ impl Guest<'_> {
         if node(&bound.function).as_ref() != Some(&bound.node) {
             return Some("its sysfs node vanished".into());
         }
-        match bound.device.kms.adapter().health() {
-            Health::Vanished(id) => Some(format!("health probe: ID register reads {id:#06x}")),
-            // The driver found it gone itself (a mode set read back wrong and so did the ID).
-            Health::Unplugged => Some("the driver found it gone during a mode set".into()),
-            Health::Present => None,
-        }
+        bound.device.check_health().map(|gone| format!("health probe: {gone}"))
     }
 
     fn unplug(&mut self, why: &str) {
         let Some(bound) = self.bound.take() else { return };
         let started = Instant::now();
-        self.kernel.scheme().unplug(Removal::Surprise);
+        self.kernel.scheme().unplug(&bound.device, Removal::Surprise);
         let took = started.elapsed();
         self.retired.push(bound.node);
         let instance = bound.device.instance;

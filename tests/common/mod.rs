@@ -7,6 +7,28 @@ pub mod qmp;
 pub mod screen;
 
 use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Asks `check` every `interval` until it answers `Some` or fails, for at most `timeout`; on the
+/// deadline, fails with `waited_for`. Every end-to-end wait goes through here: a condition with a
+/// generous deadline, never a fixed sleep.
+pub fn poll<T>(
+    timeout: Duration,
+    interval: Duration,
+    waited_for: impl FnOnce() -> String,
+    mut check: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check()? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(waited_for());
+        }
+        std::thread::sleep(interval);
+    }
+}
 
 /// A QEMU process, killed when dropped (a TCG guest would otherwise run on forever).
 pub struct Qemu(pub Child);

@@ -132,23 +132,21 @@ impl Machine {
 
     /// Waits for the guest's progress line starting with `MARK` + `line` and returns its rest.
     fn wait_for(&mut self, line: &str, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let log = std::fs::read_to_string(self.console()).unwrap_or_default();
+        let console = self.console();
+        let waited_for = || format!("no `{MARK} {line}` on the console in {timeout:?}");
+        common::poll(timeout, Duration::from_millis(100), waited_for, || {
+            let log = std::fs::read_to_string(&console).unwrap_or_default();
             if let Some(rest) = progress_line(&log, line) {
-                return Ok(rest.to_string());
+                return Ok(Some(rest.to_string()));
             }
             if let Some(failed) = progress_line(&log, "FAILED") {
                 return Err(format!("the guest reported: FAILED{failed}"));
             }
-            if let Ok(Some(status)) = self.qemu.0.try_wait() {
-                return Err(format!("QEMU exited ({status}) before `{line}`"));
+            match self.qemu.0.try_wait() {
+                Ok(Some(status)) => Err(format!("QEMU exited ({status}) before `{line}`")),
+                _ => Ok(None),
             }
-            if Instant::now() > deadline {
-                return Err(format!("no `{MARK} {line}` on the console in {timeout:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     /// Screendumps `device`, keeps it as `<name>.png`, and checks that it is `size` (as the guest

@@ -187,23 +187,24 @@ impl Machine {
     /// Waits until the serial log has a line containing `text`; returns the rest of that line after
     /// it. Fails early when the client reports a failure or QEMU exits.
     fn wait_for(&mut self, text: &str, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let log = self.lines();
-            if let Some(rest) = log.lines().find_map(|line| line.split_once(text).map(|(_, rest)| rest)) {
-                return Ok(rest.trim_end().to_string());
-            }
-            if let Some(failed) = log.lines().find(|line| line.contains(&format!("{CLIENT}FAILED"))) {
-                return Err(format!("the client reported: {failed}"));
-            }
-            if let Ok(Some(status)) = self.qemu.0.try_wait() {
-                return Err(format!("QEMU exited ({status}) before `{text}`"));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no `{text}` on the serial port in {timeout:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::poll(
+            timeout,
+            Duration::from_millis(50),
+            || format!("no `{text}` on the serial port in {timeout:?}"),
+            || {
+                let log = self.lines();
+                if let Some(rest) = log.lines().find_map(|line| line.split_once(text).map(|(_, rest)| rest)) {
+                    return Ok(Some(rest.trim_end().to_string()));
+                }
+                if let Some(failed) = log.lines().find(|line| line.contains(&format!("{CLIENT}FAILED"))) {
+                    return Err(format!("the client reported: {failed}"));
+                }
+                match self.qemu.0.try_wait() {
+                    Ok(Some(status)) => Err(format!("QEMU exited ({status}) before `{text}`")),
+                    _ => Ok(None),
+                }
+            },
+        )
     }
 
     /// Types `line` for the client and waits for its answer starting with `answer`.

@@ -3,16 +3,20 @@
 //! `cargo bench --bench scheme`:
 //! * DIRTYFB of a 256×256 rectangle (encode → dispatch → guard → copy into VRAM) against the floor
 //!   for the same work (the rectangle's rows copied one by one between two plain 1920-pixel-wide
-//!   buffers) and one contiguous memcpy of the rectangle's bytes;
+//!   buffers) and one contiguous memcpy of the rectangle's bytes. Here client and emulated device
+//!   are threads of this process, so that copy runs in atomic words (`displayd::device::words`);
+//!   the same row copy in atomic words is printed as the floor for that case too;
 //! * an Orbital-like 1920×1080 frame with full damage (GET_CONNECTOR poll, shadow → mapping copy,
 //!   DIRTYFB) against the two memcpys of the frame that any such frame needs (shadow → buffer,
 //!   buffer → VRAM). Prints frames per second and the ratios.
 
 use std::hint::black_box;
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
 use displayd::device::emulated::{Config, EmulatedDevice};
+use displayd::device::words;
 use displayd::platform::host::kernel::{Fd, Kernel, Mapping};
 use displayd::platform::host::{drm, plug};
 use displayd::scheme::DisplayScheme;
@@ -70,6 +74,16 @@ fn scheme(c: &mut Criterion) {
             }
         })
     });
+    let atomic: [Vec<AtomicU32>; 2] =
+        std::array::from_fn(|_| (0..FRAME / 4).map(|_| AtomicU32::new(0)).collect());
+    group.bench_function("word row copy 256x256", |b| {
+        b.iter(|| {
+            for y in 300..556 {
+                let at = y * (W as usize * 4) + 600 * 4;
+                words::copy(black_box(&atomic[1]), at, &atomic[0], at, 1024);
+            }
+        })
+    });
     group.bench_function("memcpy 256x256 bytes", |b| {
         b.iter(|| plain[0].bytes_mut()[..RECT].copy_from_slice(black_box(&shadow[..RECT])))
     });
@@ -109,6 +123,12 @@ fn main() {
                  memcpy of its bytes {copy:.0} ns (ratio {:.3})",
                 floor / dirty,
                 copy / dirty
+            );
+        }
+        if let (Some(dirty), Some(floor)) = (mean("dirtyfb 256x256"), mean("word row copy 256x256")) {
+            println!(
+                "DIRTYFB 256x256 against the same row copy in atomic words {floor:.0} ns: ratio {:.3}",
+                floor / dirty
             );
         }
         if let (Some(frame), Some(floor)) = (mean("orbital frame 1920x1080"), mean("two memcpys of a frame"))

@@ -20,8 +20,8 @@
 //! 1. the stand-in kernel's scheme mutex (Linux hosts only): held for one whole call;
 //! 2. a device object's KMS state (`Kms`'s `state` mutex): held for one whole ioctl, a VT replay
 //!    or a close;
-//! 3. `Bochs`'s `scanout` mutex (the mode and scan-out offset): held for one hardware operation,
-//!    always inside a presence section.
+//! 3. `Bochs`'s frame mutex (VRAM with the mode and scan-out offset): held for one hardware
+//!    operation, always inside a presence section.
 //!
 //! `guard::Releases` has its own mutex, taken only while a device object is being built and when
 //! it is dropped. The presence guard itself takes no lock: entering a section is a per-thread slot
@@ -30,8 +30,14 @@
 //! A **presence section** ([`guard::Revocable::try_access`] until the returned access drops)
 //! protects the hardware, the BAR mappings: unplug refuses new sections, waits for every open one to
 //! end, and only then drops the mappings, so no register or VRAM access can run on an unmapped BAR.
-//! It says nothing about who else writes VRAM: **two VRAM writers are kept apart by the `scanout`
-//! mutex**, which every writer (`blit`, `flip`, `clear`, `set_mode`) holds for its whole access.
+//! It says nothing about who else writes VRAM: **VRAM has one writer by type**. Writing a
+//! [`device::mmio::Vram`] takes `&mut`, and the Bochs driver keeps its `Vram` inside the frame
+//! mutex, so every writer (`blit`, `flip`, `clear`) holds that lock for its whole access.
+//!
+//! Memory shared with other threads of this process (dumb buffers and the emulated VRAM on Linux
+//! hosts) is only ever accessed in atomic words ([`device::words`]), so those threads never race
+//! with displayd's copies in Rust's model; memory shared with other processes (Redox clients) or
+//! with the device is copied with plain `memcpy`s ([`device::mmio::Shared`]).
 //!
 //! # Words
 //!

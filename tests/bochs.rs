@@ -265,7 +265,7 @@ fn tripwire_child() {
     };
     let dev = device(Config::default());
     // The BARs taken raw, outside any Revocable: exactly what the guard exists to prevent.
-    let (vram, mmio) = dev.map_bars();
+    let (mut vram, mmio) = dev.map_bars();
     dev.remove();
     eprintln!("device removed; touching it now");
     match case.as_str() {

@@ -217,11 +217,30 @@ fn vga_blank(mmio: &Mmio<MMIO_BYTES>, blank: bool) {
 
 /// A probed Bochs adapter.
 pub struct Bochs {
-    hw: Revocable<Hardware>,
+    hw: Revocable<Bars>,
     vram_bytes: usize,
     edid: Option<Vec<u8>>,
     modes: Vec<Mode>,
-    scanout: Mutex<Option<Scanout>>,
+}
+
+/// The BARs while the device is bound: registers, and VRAM with the scan-out state it goes with.
+struct Bars {
+    mmio: Mmio<MMIO_BYTES>,
+    frame: Mutex<Frame>,
+}
+
+/// VRAM and where the device scans it out from, under one lock: the lock is what makes the holder
+/// VRAM's only writer ([`Vram`] writes take `&mut`) and keeps a mode set, a flip and a copy from
+/// interleaving their register writes.
+struct Frame {
+    vram: Vram,
+    scanout: Option<Scanout>,
+}
+
+impl Bars {
+    fn frame(&self) -> std::sync::MutexGuard<'_, Frame> {
+        self.frame.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Sizes offered without EDID (Linux offers the DMT list up to 8192×8192 the same way).
@@ -254,7 +273,8 @@ impl Bochs {
         if !SUPPORTED_IDS.contains(&(pci.vendor, pci.device)) {
             return Err(DeviceError::Unsupported);
         }
-        let hw = Revocable::new(hw);
+        let hw =
+            Revocable::new(Bars { mmio: hw.mmio, frame: Mutex::new(Frame { vram: hw.vram, scanout: None }) });
         let (vram_bytes, edid_blob) = {
             let hw = hw.try_access().ok_or(DeviceError::Gone)?;
             let id = hw.mmio.read16::<{ DISPI + 2 * DISPI_ID }>();
@@ -281,9 +301,10 @@ impl Bochs {
                 );
                 edid::drop_extensions(&mut blob);
             }
-            (hw.vram.len().min(reported), blob)
+            let vram_len = hw.frame().vram.len();
+            (vram_len.min(reported), blob)
         };
-        let mut device = Bochs { hw, vram_bytes, edid: None, modes: Vec::new(), scanout: Mutex::new(None) };
+        let mut device = Bochs { hw, vram_bytes, edid: None, modes: Vec::new() };
         match edid::parse(&edid_blob) {
             Ok(parsed) => {
                 device.modes =
@@ -329,9 +350,9 @@ impl Bochs {
         self.vram_bytes
     }
 
-    /// The current scanout, if a mode is set.
+    /// The current scanout, if a mode is set (none once unplugged).
     pub fn scanout(&self) -> Option<Scanout> {
-        *self.scanout_state()
+        self.hw.try_access()?.frame().scanout
     }
 
     /// Whether `width`×`height` at 32 bpp can be shown.
@@ -350,7 +371,7 @@ impl Bochs {
             return Err(DeviceError::ModeRejected);
         }
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let mut scanout = self.scanout_state();
+        let mut frame = hw.frame();
         let pitch = u32::from(width) * BYTES_PER_PIXEL;
         let virt_height = (self.vram_bytes / pitch as usize).min(usize::from(u16::MAX)) as u16;
         let m = &hw.mmio;
@@ -371,14 +392,14 @@ impl Bochs {
             m.read16::<{ DISPI + 2 * DISPI_BPP }>(),
         );
         if shown != (width, height, 32) {
-            *scanout = None;
+            frame.scanout = None;
             // A read-back that disagrees may mean the device is gone (yanked: every register
             // reads all ones or all zeros). Ask the ID register in this same section; if it no
             // longer reads a Bochs ID, this is a surprise removal, taken right here rather than
             // at the next health probe, so no client meets an error the unplug policy does not list.
             let id = m.read16::<{ DISPI + 2 * DISPI_ID }>();
             if !(ID_FIRST..=ID_LATEST).contains(&id) {
-                drop(scanout);
+                drop(frame);
                 drop(hw);
                 log::warn!(
                     "bochs: mode set read back {shown:?} and the ID register reads {id:#06x}: the device \
@@ -391,7 +412,7 @@ impl Bochs {
             return Err(DeviceError::ModeRejected);
         }
         let set = Scanout { width, height, pitch, offset: 0 };
-        *scanout = Some(set);
+        frame.scanout = Some(set);
         log::info!("bochs: mode set {width}x{height}x32, pitch {pitch}");
         Ok(set)
     }
@@ -400,8 +421,8 @@ impl Bochs {
     /// VRAM). `offset` must be pixel-aligned and leave a whole frame inside VRAM.
     pub fn set_base(&self, offset: usize) -> Result<Scanout, DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let mut state = self.scanout_state();
-        let current = state.ok_or(DeviceError::NoMode)?;
+        let mut frame = hw.frame();
+        let current = frame.scanout.ok_or(DeviceError::NoMode)?;
         let pitch = current.pitch as usize;
         let frame_end = offset.checked_add(usize::from(current.height) * pitch);
         if !offset.is_multiple_of(BYTES_PER_PIXEL as usize)
@@ -415,7 +436,7 @@ impl Bochs {
         hw.mmio.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(x as u16);
         hw.mmio.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(y);
         let moved = Scanout { offset, ..current };
-        *state = Some(moved);
+        frame.scanout = Some(moved);
         Ok(moved)
     }
 
@@ -436,10 +457,10 @@ impl Bochs {
     /// on the screen.
     pub fn blit(&self, src: Source<'_>, dst: Rect) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let state = self.scanout_state();
-        let scanout = state.ok_or(DeviceError::NoMode)?;
+        let mut frame = hw.frame();
+        let scanout = frame.scanout.ok_or(DeviceError::NoMode)?;
         let copy = rect_copy(src, dst, scanout, scanout.offset)?;
-        hw.vram.copy_rows(src.bytes, copy).then_some(()).ok_or(DeviceError::OutOfBounds)
+        frame.vram.copy_rows(src.bytes, copy).then_some(()).ok_or(DeviceError::OutOfBounds)
     }
 
     /// Shows a whole new frame without tearing: copies it into the VRAM page that is not being
@@ -447,23 +468,23 @@ impl Bochs {
     /// one frame, copies it in place.
     pub fn flip(&self, src: Source<'_>) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let mut state = self.scanout_state();
-        let scanout = state.ok_or(DeviceError::NoMode)?;
-        let frame = scanout.pitch as usize * usize::from(scanout.height);
+        let mut frame = hw.frame();
+        let scanout = frame.scanout.ok_or(DeviceError::NoMode)?;
+        let frame_bytes = scanout.pitch as usize * usize::from(scanout.height);
         let back = match scanout.offset {
-            0 if 2 * frame <= self.vram_bytes => frame,
+            0 if 2 * frame_bytes <= self.vram_bytes => frame_bytes,
             _ => 0,
         };
         let whole = Rect { x: 0, y: 0, width: u32::from(scanout.width), height: u32::from(scanout.height) };
         let copy = rect_copy(src, whole, scanout, back)?;
-        if !hw.vram.copy_rows(src.bytes, copy) {
+        if !frame.vram.copy_rows(src.bytes, copy) {
             return Err(DeviceError::OutOfBounds);
         }
         if back != scanout.offset {
             let y = (back / scanout.pitch as usize) as u16;
             hw.mmio.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(0);
             hw.mmio.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(y);
-            *state = Some(Scanout { offset: back, ..scanout });
+            frame.scanout = Some(Scanout { offset: back, ..scanout });
         }
         Ok(())
     }
@@ -471,18 +492,18 @@ impl Bochs {
     /// Blacks out the visible frame (the mode stays set): what the screen shows with no plane on it.
     pub fn clear(&self) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let state = self.scanout_state();
-        let scanout = state.ok_or(DeviceError::NoMode)?;
-        let frame = scanout.pitch as usize * usize::from(scanout.height);
-        hw.vram.fill(scanout.offset, frame, 0).then_some(()).ok_or(DeviceError::OutOfBounds)
+        let mut frame = hw.frame();
+        let scanout = frame.scanout.ok_or(DeviceError::NoMode)?;
+        let bytes = scanout.pitch as usize * usize::from(scanout.height);
+        frame.vram.fill(scanout.offset, bytes, 0).then_some(()).ok_or(DeviceError::OutOfBounds)
     }
 
     /// Turns scanout off (no plane to show); the next [`Bochs::set_mode`] turns it on again.
     pub fn disable(&self) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let mut state = self.scanout_state();
+        let mut frame = hw.frame();
         hw.mmio.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
-        *state = None;
+        frame.scanout = None;
         Ok(())
     }
 
@@ -507,7 +528,6 @@ impl Bochs {
             }
         }
         let did_it = self.hw.revoke();
-        *self.scanout_state() = None;
         if did_it {
             log::info!("bochs: unplug done: sections drained, hardware released");
         }
@@ -529,9 +549,5 @@ impl Bochs {
             .enumerate()
             .map(|(i, (w, h))| Mode { preferred: i == 0, ..Mode::synthesized(w, h) })
             .collect()
-    }
-
-    fn scanout_state(&self) -> std::sync::MutexGuard<'_, Option<Scanout>> {
-        self.scanout.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -17,6 +17,7 @@ use super::edid::{self, Mode};
 use super::host_mapping::HostMapping;
 use super::mmio::{Mmio, RegisterFile, Vram, Width};
 use super::regs;
+use super::words;
 
 /// How the emulated device is built.
 #[derive(Clone, Debug)]
@@ -160,8 +161,10 @@ impl EmulatedDevice {
     pub fn map_bars(&self) -> (Vram, Mmio<{ regs::MMIO_BYTES }>) {
         let owner = Box::new(Arc::clone(&self.inner));
         // SAFETY: the mapping covers `len` bytes for as long as `Inner` lives, which `owner` ensures;
-        // the driver reaches it only through the `Vram` (no Rust references into it).
-        let vram = unsafe { Vram::mapped(self.inner.vram.base(), self.inner.vram.len(), owner) };
+        // the model's own scanout reads it only in atomic words (`HostMapping::words`), as the
+        // `Vram` then does.
+        let vram = unsafe { Vram::scanned_by_thread(self.inner.vram.base(), self.inner.vram.len(), owner) }
+            .expect("an anonymous mapping is page-aligned, whole pages");
         let registers: Arc<dyn RegisterFile> = Arc::new(Registers(Arc::clone(&self.inner)));
         let mmio =
             Mmio::emulated(registers, regs::MMIO_BYTES).expect("the register file is exactly one MMIO BAR");
@@ -221,7 +224,7 @@ impl EmulatedDevice {
         if dispi.palette_enabled {
             let mut row = vec![0u8; (width * 4) as usize];
             for (y, out_row) in rgb.chunks_exact_mut((width * 3) as usize).enumerate() {
-                self.inner.vram.read(base + y * stride as usize, &mut row);
+                words::load(self.inner.vram.words(), base + y * stride as usize, &mut row);
                 for (out, pixel) in out_row.chunks_exact_mut(3).zip(row.chunks_exact(4)) {
                     // XRGB8888 little-endian in memory: B, G, R, X.
                     out.copy_from_slice(&[pixel[2], pixel[1], pixel[0]]);

@@ -6,6 +6,7 @@
 //! [`HostMapping::revoke`] makes every later access fault (how the emulated device "removes" its VRAM).
 
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 
 /// A mapping made by this process.
 ///
@@ -17,8 +18,8 @@ pub struct HostMapping {
     len: usize,
 }
 
-// SAFETY: the mapping is plain process memory; all access goes through raw copies whose ordering is
-// the driver's protocol, and revocation is an `mprotect`, which is thread-safe.
+// SAFETY: the mapping is plain process memory reached only through raw pointers or atomic words
+// (never a plain Rust reference), and revocation is an `mprotect`, which is thread-safe.
 unsafe impl Send for HostMapping {}
 // SAFETY: as above.
 unsafe impl Sync for HostMapping {}
@@ -78,8 +79,8 @@ impl HostMapping {
     ///
     /// # Safety
     ///
-    /// Nothing may read or write the mapping afterwards, through [`HostMapping::read`],
-    /// [`HostMapping::write`], [`HostMapping::shared`] or a pointer from [`HostMapping::base`]: such
+    /// Nothing may read or write the mapping afterwards, through [`HostMapping::words`],
+    /// [`HostMapping::shared`] or a pointer from [`HostMapping::base`]: such
     /// an access faults, which is the point only where a fault is how a bug is reported (the emulated
     /// device's tripwire).
     pub unsafe fn revoke(&self) {
@@ -88,33 +89,21 @@ impl HostMapping {
         assert_eq!(rc, 0, "mprotect(PROT_NONE) failed: {}", std::io::Error::last_os_error());
     }
 
-    /// Copies bytes out; `false` (copying nothing) if out of bounds. Callers must not read a revoked
-    /// mapping (it faults, by design).
-    pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
-        if !offset.checked_add(dst.len()).is_some_and(|end| end <= self.len) {
-            return false;
-        }
-        // SAFETY: in bounds (checked above). Concurrent writers at worst tear what is copied.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
-        true
+    /// The mapping as atomic words, for memory that threads of this process share: every access to
+    /// it in this process must then go through these words ([`crate::device::words`]), never through
+    /// plain copies of [`HostMapping::base`]. Not for a revoked mapping.
+    pub fn words(&self) -> &[AtomicU32] {
+        // SAFETY: the mapping is page-aligned and a whole number of pages, so it holds `len / 4`
+        // aligned words; it stays mapped while `self` is borrowed; `AtomicU32` has no invalid bit
+        // patterns and allows shared mutation, and this method's contract keeps non-atomic accesses
+        // away from memory handed out this way.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().cast::<AtomicU32>(), self.len / 4) }
     }
 
-    /// Copies bytes in; `false` (copying nothing) if out of bounds.
-    pub fn write(&self, offset: usize, src: &[u8]) -> bool {
-        if !offset.checked_add(src.len()).is_some_and(|end| end <= self.len) {
-            return false;
-        }
-        // SAFETY: in bounds (checked above); `src` is ordinary memory distinct from the mapping.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len()) };
-        true
-    }
-
-    /// The whole mapping as shared memory, for scanout copies out of a dumb buffer, which clients
-    /// write concurrently through their own mappings. Not for a revoked mapping.
+    /// The whole mapping as a client's dumb buffer, which its threads write concurrently in words
+    /// (through [`crate::device::mmio::Shared::write`]). Not for a revoked mapping.
     pub fn shared(&self) -> crate::device::mmio::Shared<'_> {
-        // SAFETY: mapped and readable for as long as `self` is borrowed (dumb buffers are never
-        // revoked; the emulated VRAM does not hand this out).
-        unsafe { crate::device::mmio::Shared::new(self.base, self.len) }
+        crate::device::mmio::Shared::words(self.words())
     }
 }
 

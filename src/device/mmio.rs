@@ -5,7 +5,9 @@
 //!   guaranteed size and the access width's alignment (`read16::<0x500>()`); one at a run-time
 //!   offset is checked when it runs (`try_read16(offset)`). Nothing reads or writes outside the BAR.
 //! * VRAM copies are row-wise `memcpy`s, bounds-checked once per copy, never per-pixel volatile
-//!   writes (those measured at 0.44× memcpy).
+//!   writes (those measured at 0.44× memcpy), except where a thread of this process shares the
+//!   memory (Linux hosts): there every access is an atomic word ([`super::words`]).
+//! * VRAM has one writer, by type: writes take `&mut Vram`.
 //! * Regions carry no lifetime of their own: displayd keeps them inside a
 //!   [`Revocable`](crate::guard::Revocable), so they are reachable only inside a presence section.
 //!
@@ -14,7 +16,10 @@
 use std::any::Any;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
+
+use super::words;
 
 /// The width of one register access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,31 +258,54 @@ impl<const SIZE: usize> Mmio<SIZE> {
     }
 }
 
-/// Bytes the driver reads while others may write them (a client's dumb buffer, written through the
-/// client's own mapping): never exposed as a Rust reference, only copied out with raw copies.
+/// Bytes the driver reads while others may write them (a client's dumb buffer): never exposed as a
+/// Rust reference, only copied out, in the way that is sound for whoever the writers are.
+///
+/// * **Other processes** write it through their own mappings (Redox clients): plain `memcpy`s. Rust's
+///   memory model does not reach into another process; what it sees is memory that changes under it
+///   like device memory, and the copy is of bytes, never of values whose validity they could break.
+/// * **Threads of this process** write it (clients on Linux hosts): then everyone, the driver
+///   included, goes through atomic words ([`super::words`]), so no two accesses race.
+/// * **Nobody** writes it while it is borrowed (a `&[u8]`): plain copies.
 ///
 /// # Invariants
 ///
-/// * `base..base + len` is readable for `'a`.
-/// * It overlaps no BAR mapping: [`Vram::copy_rows`] copies from it into VRAM with a
+/// * `start + len` bytes of `memory` are readable for `'a`.
+/// * Foreign memory overlaps no BAR mapping: [`Vram::copy_rows`] copies from it into VRAM with a
 ///   non-overlapping copy.
 #[derive(Clone, Copy, Debug)]
 pub struct Shared<'a> {
-    base: NonNull<u8>,
+    memory: Memory<'a>,
+    start: usize,
     len: usize,
-    _borrow: PhantomData<&'a [u8]>,
+}
+
+/// Who else writes the memory behind a [`Shared`], which decides how it is copied.
+#[derive(Clone, Copy, Debug)]
+enum Memory<'a> {
+    /// Nobody, while it is borrowed.
+    Bytes(&'a [u8]),
+    /// Other processes, through their own mappings.
+    Foreign(NonNull<u8>, PhantomData<&'a [u8]>),
+    /// Threads of this process, in atomic words.
+    Words(&'a [AtomicU32]),
 }
 
 impl<'a> Shared<'a> {
-    /// Shared memory at `base`.
+    /// Memory at `base` that other processes write through their own mappings.
     ///
     /// # Safety
     ///
-    /// `base..base + len` must stay mapped and readable for `'a`, and must not overlap any BAR
-    /// mapping (device memory): VRAM copies from it assume the two are apart. Others may write it
-    /// meanwhile.
-    pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
-        Shared { base, len, _borrow: PhantomData }
+    /// `base..base + len` must stay mapped and readable for `'a`, must not overlap any BAR mapping
+    /// (device memory): VRAM copies from it assume the two are apart, and no thread of this process
+    /// may write it (they would race with the driver's plain copies; use [`Shared::words`]).
+    pub unsafe fn foreign(base: NonNull<u8>, len: usize) -> Self {
+        Shared { memory: Memory::Foreign(base, PhantomData), start: 0, len }
+    }
+
+    /// Memory that threads of this process share in atomic words.
+    pub fn words(words: &'a [AtomicU32]) -> Self {
+        Shared { memory: Memory::Words(words), start: 0, len: words.len() * 4 }
     }
 
     /// Bytes in it.
@@ -293,9 +321,7 @@ impl<'a> Shared<'a> {
     /// The bytes from `offset` on; `None` past the end.
     pub fn skip(self, offset: usize) -> Option<Shared<'a>> {
         let len = self.len.checked_sub(offset)?;
-        // SAFETY: `offset <= len`, so the pointer stays inside (or one past) the same region.
-        let base = unsafe { self.base.add(offset) };
-        Some(Shared { base, len, _borrow: PhantomData })
+        Some(Shared { start: self.start + offset, len, ..self })
     }
 
     /// Copies `dst.len()` bytes from `offset` out; `false` (copying nothing) if out of bounds.
@@ -303,15 +329,45 @@ impl<'a> Shared<'a> {
         if !offset.checked_add(dst.len()).is_some_and(|end| end <= self.len) {
             return false;
         }
-        // SAFETY: in bounds (checked above) and readable (invariant); `dst` is distinct memory.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
+        let at = self.start + offset;
+        match self.memory {
+            Memory::Bytes(bytes) => dst.copy_from_slice(&bytes[at..at + dst.len()]),
+            // SAFETY: in bounds (checked above) and readable (invariant); `dst` is distinct memory,
+            // and only other processes write this memory (`foreign`'s contract).
+            Memory::Foreign(base, _) => unsafe {
+                std::ptr::copy_nonoverlapping(base.as_ptr().add(at), dst.as_mut_ptr(), dst.len())
+            },
+            Memory::Words(memory) => return words::load(memory, at, dst),
+        }
         true
+    }
+
+    /// Writes `src` at `offset`, as a client thread's stores do; `false` (writing nothing) if out of
+    /// bounds or if this is not memory threads of this process write (bytes, another process's).
+    pub fn write(&self, offset: usize, src: &[u8]) -> bool {
+        match self.memory {
+            Memory::Words(memory) if offset.checked_add(src.len()).is_some_and(|end| end <= self.len) => {
+                words::store(memory, self.start + offset, src)
+            }
+            _ => false,
+        }
+    }
+
+    /// The plain address of byte `at`, if plain copies out of it are sound.
+    fn plain(&self, at: usize) -> Option<*const u8> {
+        match self.memory {
+            Memory::Bytes(bytes) => Some(bytes[self.start + at..].as_ptr()),
+            // SAFETY: `start + at <= len` for every caller (bounds checked first), so the pointer
+            // stays inside (or one past) the mapping.
+            Memory::Foreign(base, _) => Some(unsafe { base.as_ptr().add(self.start + at) }),
+            Memory::Words(_) => None,
+        }
     }
 }
 
 impl<'a> From<&'a [u8]> for Shared<'a> {
     fn from(bytes: &'a [u8]) -> Self {
-        Shared { base: NonNull::from(bytes).cast(), len: bytes.len(), _borrow: PhantomData }
+        Shared { memory: Memory::Bytes(bytes), start: 0, len: bytes.len() }
     }
 }
 
@@ -334,22 +390,57 @@ pub struct RowCopy {
 
 /// A VRAM BAR: mapped memory the scanout reads.
 ///
+/// Writing takes `&mut self`: whoever owns the `Vram` (the Bochs driver keeps it under the lock of
+/// its scanout state) is its only writer, by type.
+///
 /// # Invariants
 ///
 /// * The mapping covers `len` bytes for as long as the `Vram` lives.
+/// * Scanned out by a thread (`Reader::Thread`), the mapping is 4-aligned, `len` is a multiple
+///   of 4, and every access to it in this process is in atomic words.
 pub struct Vram {
     mapping: Mapping,
+    reader: Reader,
+}
+
+/// Who reads VRAM besides the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    /// The adapter: device memory, outside Rust's memory model; plain copies.
+    Device,
+    /// A thread of this process (the emulated device): atomic words.
+    Thread,
 }
 
 impl Vram {
-    /// VRAM over `base..base + len`.
+    /// VRAM over `base..base + len`, scanned out by the device.
     ///
     /// # Safety
     ///
-    /// As [`Mmio::mapped`]: mapped readable and writable while `owner` lives, no Rust reference into it.
+    /// As [`Mmio::mapped`]: mapped readable and writable while `owner` lives, no Rust reference into
+    /// it, and no thread of this process reads or writes it but through this `Vram`.
     pub unsafe fn mapped(base: NonNull<u8>, len: usize, owner: Box<dyn Any + Send + Sync>) -> Self {
         // SAFETY: forwarded from this function's contract.
-        Vram { mapping: unsafe { Mapping::new(base, len, owner) } }
+        Vram { mapping: unsafe { Mapping::new(base, len, owner) }, reader: Reader::Device }
+    }
+
+    /// VRAM over `base..base + len` that a thread of this process scans out, reading it in atomic
+    /// words ([`super::words`]); `None` unless `base` is 4-aligned and `len` a multiple of 4.
+    ///
+    /// # Safety
+    ///
+    /// Mapped readable and writable while `owner` lives, and every other access to it in this
+    /// process is an atomic word access.
+    pub unsafe fn scanned_by_thread(
+        base: NonNull<u8>,
+        len: usize,
+        owner: Box<dyn Any + Send + Sync>,
+    ) -> Option<Self> {
+        if !(base.as_ptr() as usize).is_multiple_of(4) || !len.is_multiple_of(4) {
+            return None;
+        }
+        // SAFETY: forwarded from this function's contract.
+        Some(Vram { mapping: unsafe { Mapping::new(base, len, owner) }, reader: Reader::Thread })
     }
 
     /// Bytes of VRAM.
@@ -364,7 +455,7 @@ impl Vram {
 
     /// Copies a rectangle of rows from `src` into VRAM. Returns `false` (copying nothing) if any row
     /// would fall outside `src` or VRAM.
-    pub fn copy_rows(&self, src: Shared<'_>, copy: RowCopy) -> bool {
+    pub fn copy_rows(&mut self, src: Shared<'_>, copy: RowCopy) -> bool {
         if !rows_fit(copy.src_offset, copy.src_pitch, copy.row_bytes, copy.rows, src.len())
             || !rows_fit(copy.dst_offset, copy.dst_pitch, copy.row_bytes, copy.rows, self.len())
         {
@@ -373,17 +464,38 @@ impl Vram {
         for row in 0..copy.rows {
             let from = copy.src_offset + row * copy.src_pitch;
             let to = copy.dst_offset + row * copy.dst_pitch;
-            // SAFETY: `rows_fit` proved both rows in bounds; `src` is readable and overlaps no BAR
-            // mapping (both `Shared` invariants), so not this one, which no reference points into.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    src.base.as_ptr().add(from),
-                    self.mapping.base.as_ptr().add(to),
-                    copy.row_bytes,
-                );
+            match (src.plain(from), self.reader) {
+                // SAFETY: `rows_fit` proved both rows in bounds; plain copies out of `src` are
+                // sound (`plain`), and it overlaps no BAR mapping (`Shared`'s invariant), so not
+                // this one, which no reference points into and only the device reads.
+                (Some(from), Reader::Device) => unsafe {
+                    std::ptr::copy_nonoverlapping(from, self.mapping.base.as_ptr().add(to), copy.row_bytes);
+                },
+                (_, Reader::Thread) => match src.memory {
+                    Memory::Bytes(bytes) => {
+                        let at = src.start + from;
+                        words::store(self.words(), to, &bytes[at..at + copy.row_bytes]);
+                    }
+                    Memory::Words(memory) => {
+                        words::copy(memory, src.start + from, self.words(), to, copy.row_bytes);
+                    }
+                    Memory::Foreign(..) => self.copy_row_in_chunks(src, from, to, copy.row_bytes),
+                },
+                (None, Reader::Device) => self.copy_row_in_chunks(src, from, to, copy.row_bytes),
             }
         }
         true
+    }
+
+    /// One row copied through a small buffer, when no direct copy suits both sides (words into
+    /// device memory on the Linux guest). Callers have checked both ranges.
+    fn copy_row_in_chunks(&mut self, src: Shared<'_>, from: usize, to: usize, len: usize) {
+        let mut chunk = [0u8; 4096];
+        for done in (0..len).step_by(chunk.len()) {
+            let part = &mut chunk[..(len - done).min(4096)];
+            src.read(from + done, part);
+            self.write(to + done, part);
+        }
     }
 
     /// Copies `dst.len()` bytes of VRAM starting at `offset` out; `false` if out of bounds.
@@ -391,21 +503,62 @@ impl Vram {
         if !self.mapping.check(offset, dst.len()) {
             return false;
         }
-        // SAFETY: in bounds (checked above); `dst` is ordinary memory distinct from the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.mapping.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
-        };
+        match self.reader {
+            // SAFETY: in bounds (checked above); `dst` is ordinary memory distinct from the mapping.
+            Reader::Device => unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.mapping.base.as_ptr().add(offset),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                )
+            },
+            Reader::Thread => return words::load(self.words(), offset, dst),
+        }
         true
     }
 
     /// Fills `len` bytes at `offset` with `byte`; `false` if out of bounds.
-    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> bool {
+    pub fn fill(&mut self, offset: usize, len: usize, byte: u8) -> bool {
         if !self.mapping.check(offset, len) {
             return false;
         }
-        // SAFETY: in bounds (checked above).
-        unsafe { std::ptr::write_bytes(self.mapping.base.as_ptr().add(offset), byte, len) };
+        match self.reader {
+            // SAFETY: in bounds (checked above).
+            Reader::Device => unsafe {
+                std::ptr::write_bytes(self.mapping.base.as_ptr().add(offset), byte, len)
+            },
+            Reader::Thread => {
+                let chunk = [byte; 4096];
+                for done in (0..len).step_by(chunk.len()) {
+                    self.write(offset + done, &chunk[..(len - done).min(4096)]);
+                }
+            }
+        }
         true
+    }
+
+    /// Writes `src` at `offset`; callers have checked the range.
+    fn write(&mut self, offset: usize, src: &[u8]) {
+        match self.reader {
+            // SAFETY: in bounds (the caller checked); `src` is ordinary memory distinct from it.
+            Reader::Device => unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), self.mapping.base.as_ptr().add(offset), src.len())
+            },
+            Reader::Thread => {
+                words::store(self.words(), offset, src);
+            }
+        }
+    }
+
+    /// The mapping as atomic words; only for [`Reader::Thread`].
+    fn words(&self) -> &[AtomicU32] {
+        debug_assert_eq!(self.reader, Reader::Thread);
+        // SAFETY: with `Reader::Thread` the mapping is 4-aligned, a whole number of words, valid
+        // while `self` lives, and only ever accessed in atomic words in this process (invariants),
+        // so a shared slice of `AtomicU32` over it aliases nothing non-atomic.
+        unsafe {
+            std::slice::from_raw_parts(self.mapping.base.as_ptr().cast::<AtomicU32>(), self.mapping.len / 4)
+        }
     }
 }
 
@@ -437,7 +590,7 @@ mod tests {
 
     #[test]
     fn row_copies_land_at_pitch_and_refuse_overruns() {
-        let vram = vram_over(Box::leak(vec![0u8; 64].into_boxed_slice()));
+        let mut vram = vram_over(Box::leak(vec![0u8; 64].into_boxed_slice()));
         let src: Vec<u8> = (1..=16).collect();
         let copy =
             RowCopy { dst_offset: 2, dst_pitch: 16, src_offset: 0, src_pitch: 4, row_bytes: 4, rows: 4 };

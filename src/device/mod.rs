@@ -1,9 +1,10 @@
 //! Hardware: everything that touches the Bochs adapter's registers and VRAM.
 //!
 //! `mmio` is the only way to the BARs, `regs` names them, `edid` reads (and, for the emulated
-//! device, writes) monitor descriptions, `bochs` programs the adapter, and `host_mapping` maps memory on Linux hosts, and `emulated` is a software
-//! Bochs device for Linux hosts whose removal revokes its mappings, so a use-after-unplug crashes
-//! instead of passing.
+//! device, writes) monitor descriptions, `bochs` programs the adapter, `host_mapping` maps memory
+//! on Linux hosts, `words` is how threads of one process share memory without racing, and
+//! `emulated` is a software Bochs device for Linux hosts whose removal revokes its mappings, so a
+//! use-after-unplug crashes instead of passing.
 
 pub mod bochs;
 pub mod edid;
@@ -13,6 +14,7 @@ pub mod emulated;
 pub mod host_mapping;
 pub mod mmio;
 pub mod regs;
+pub mod words;
 
 use bochs::{DeviceError, Health, Rect, Removal, Source};
 use edid::Mode;

@@ -134,9 +134,9 @@ impl BufferMemory for Mapped {
         self.len
     }
     fn shared(&self) -> crate::device::mmio::Shared<'_> {
-        // SAFETY: mapped readable for as long as `self` is borrowed; clients write the same frames
-        // through their own mappings, which `Shared` allows.
-        unsafe { crate::device::mmio::Shared::new(self.base, self.len) }
+        // SAFETY: mapped readable for as long as `self` is borrowed, and not a BAR; only clients
+        // (other processes) write it, through their own mappings; displayd itself only reads it.
+        unsafe { crate::device::mmio::Shared::foreign(self.base, self.len) }
     }
 }
 

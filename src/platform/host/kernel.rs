@@ -171,16 +171,11 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Writes pixels into the mapping (what a client's stores do); `false` if out of bounds.
+    /// Writes pixels into the mapping (what a client's stores do: atomic words, since the driver
+    /// reads them from another thread of this process); `false` if out of bounds.
     pub fn write(&self, at: usize, data: &[u8]) -> bool {
-        if !at.checked_add(data.len()).is_some_and(|end| end <= self.len) {
-            return false;
-        }
-        let base = self.memory.address() as *mut u8;
-        // SAFETY: `at + data.len()` is inside the mapping (checked above), which `lend` checked
-        // against the buffer, which `self.memory` keeps mapped.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(self.within + at), data.len()) };
-        true
+        at.checked_add(data.len()).is_some_and(|end| end <= self.len)
+            && self.memory.shared().write(self.within + at, data)
     }
 
     /// Reads the mapping back.

@@ -7,9 +7,12 @@
 //!   first), and the loop exits with 0 as soon as no client handle is left, serving the open ones
 //!   as the unplug policy says until then;
 //! * the scheme socket closing (unmounted) unplugs in order and exits with 0;
-//! * each health-probe tick checks the device, unplugs it as a surprise when it is gone, and
-//!   re-arms the timer; a timer that cannot be re-armed is logged and the loop goes on without
-//!   probes (the display keeps working; only a surprise removal would go unnoticed);
+//! * removal is detected off this loop, by the health probe on its own thread
+//!   ([`super::health_probe`]), which unplugs a vanished device at once; this loop unbinds an
+//!   unplugged device on its next wake, whatever woke it, so new opens answer ENODEV;
+//! * the timer wakes the loop every period (to see a pending SIGTERM and unbind after a probe's
+//!   unplug) and is re-armed on each tick; a timer that cannot be re-armed is logged and the loop
+//!   goes on without those wakes;
 //! * after any unplug, inputd's handle is closed before the loop waits or reads it again: displayd
 //!   has no display to offer any more;
 //! * every wake drains inputd (it does not signal after every batch), and Activate(vt) replays that
@@ -97,19 +100,16 @@ pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
                 }
             },
             Wake::Timer => {
-                if scheme.check_health() {
-                    log::warn!("health probe: the device is gone");
-                }
                 if let Err(error) = io.arm_timer() {
-                    log::error!("health probe timer: {error}; no more probes");
+                    log::error!("timer: {error}; no more timed wakes");
                 }
             }
             Wake::Inputd | Wake::Interrupted => {}
         }
-        // A call may have found the device gone and unplugged it on the spot: unbind it now, so
-        // inputd's handle closes and new opens answer ENODEV without waiting for the probe.
+        // The health probe (on its thread) or a call that found the device gone has unplugged it:
+        // unbind it now, so inputd's handle closes and new opens answer ENODEV.
         if scheme.unbind_if_unplugged() {
-            log::warn!("the device vanished during a call: unplugged");
+            log::warn!("the device vanished: unplugged and unbound");
         }
         inputd.close_after_unplug(io, scheme);
         inputd.drain(io, scheme);
@@ -291,8 +291,20 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_health_probe_unplugs_closes_inputd_and_keeps_probing_and_serving() {
+    fn a_probe_unplug_is_unbound_at_the_next_wake_closing_inputd_and_serving_on() {
         let (mut scheme, slot, root) = scheme_with_device();
+        let device = Arc::clone(scheme.device().unwrap());
+        let _probe =
+            crate::platform::health_probe::HealthProbe::spawn(&device, std::time::Duration::from_millis(1))
+                .unwrap();
+        slot.yank(YankedReads::Zeros);
+        // The probe's thread unplugs it; nothing here serves or ticks meanwhile.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !device.is_unplugged() {
+            assert!(std::time::Instant::now() < deadline, "the probe did not unplug the yanked device");
+            std::thread::yield_now();
+        }
+        drop(device);
         let mut script = Script::default();
         script.wakes.extend([Wake::Timer, Wake::Scheme, Wake::Timer]);
         let served = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -303,10 +315,9 @@ mod tests {
             assert_eq!(error.errno, syscall::error::ENODEV);
             seen.set(true);
         }));
-        slot.yank(YankedReads::Zeros);
         script.vt_events.push_back(Some(VtEvent::Activate(2)));
         assert_eq!(run(&mut script, &mut scheme), 1);
-        assert!(scheme.device().is_none(), "the probe unplugged the yanked device");
+        assert!(scheme.device().is_none(), "unbound at the first wake after the probe's unplug");
         assert!(script.inputd_closed, "inputd's handle closed after the unplug");
         assert_eq!(script.vt_events.len(), 1, "nothing read from inputd once it was closed");
         assert!(served.get(), "requests are still answered");

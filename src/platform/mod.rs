@@ -2,6 +2,7 @@
 //! device and an in-process client, for tests and the demo).
 
 pub mod event_loop;
+pub mod health_probe;
 #[cfg(not(target_os = "redox"))]
 pub mod host;
 #[cfg(target_os = "linux")]

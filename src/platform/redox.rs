@@ -1,5 +1,5 @@
 //! The Redox platform: pcid's channel and BAR mappings, dumb-buffer memory, the scheme socket,
-//! inputd, the health-probe timer and the event loop (protocol reference §1–§3, §6).
+//! inputd, the timer, the health probe's thread and the event loop (protocol reference §1–§3, §6).
 //!
 //! Cross-built against Redox's relibc and run under QEMU by `tests/redox` on every CI run. Its
 //! logic lives in [`super::startup`] (start-up order), [`super::event_loop`] (what each wake-up
@@ -8,6 +8,7 @@
 use std::io::{Read, Write};
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::time::Duration;
 
 use libredox::flag::{
     MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, O_WRONLY, PROT_READ, PROT_WRITE,
@@ -18,6 +19,7 @@ use syscall::error::{Error, Result, EAGAIN, EINTR, EINVAL, ENOMEM, EWOULDBLOCK};
 use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
 
 use super::event_loop::{self, LoopIo, Served, Wake};
+use super::health_probe::HealthProbe;
 use super::pcid::{bar_mmap_offset, MemoryType, PciFunction, PcidClient, PcidError};
 use super::startup::{decode_vt_events, Env, Platform, VtEvent, READY_BYTE, VT_EVENT_BYTES};
 use crate::device::bochs::{Hardware, PciId};
@@ -29,7 +31,8 @@ use crate::scheme::DisplayScheme;
 
 /// Blocks SIGTERM for good: displayd never takes a signal while it runs. The event loop finds a
 /// SIGTERM among the pending signals instead ([`sigterm_pending`]), at its next wake; the
-/// health-probe timer wakes it at least every [`HEALTH_PERIOD_NS`].
+/// timer wakes it at least every [`HEALTH_PERIOD_NS`]. Blocked before any other thread starts (the
+/// health probe's), so every thread inherits the mask.
 ///
 /// Why no handler: relibc's signal entry (redox-rt `__relibc_internal_sigentry`, x86_64, at relibc
 /// e8d4ce48) uses RCX as scratch before it saves it, so a signal that arrives while a process runs
@@ -54,7 +57,7 @@ fn sigterm_pending() -> bool {
     unsafe { libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGTERM) == 1 }
 }
 
-/// How often the health probe reads the ID register.
+/// How often the health probe reads the ID register, and the event loop's timer wakes it.
 const HEALTH_PERIOD_NS: i64 = 250_000_000;
 
 fn io(error: libredox::error::Error) -> std::io::Error {
@@ -162,6 +165,7 @@ pub struct Redox {
     inputd: Option<libredox::Fd>,
     events: Option<libredox::Fd>,
     timer: Option<libredox::Fd>,
+    probe: Option<HealthProbe>,
     graphical_debug: Option<libredox::Fd>,
 }
 
@@ -182,6 +186,7 @@ impl Redox {
             inputd: None,
             events: None,
             timer: None,
+            probe: None,
             graphical_debug: None,
         }
     }
@@ -403,6 +408,12 @@ impl Platform for Redox {
         self.subscribe_fd(timer.raw(), SOURCE_TIMER).map_err(|e| e.to_string())?;
         arm_timer(&timer).map_err(|e| e.to_string())?;
         self.timer = Some(timer);
+        // After SIGTERM is blocked: the probe's thread inherits the mask, so no thread of displayd
+        // ever takes the signal.
+        let device = self.scheme.device().ok_or("no device bound")?;
+        let period = Duration::from_nanos(HEALTH_PERIOD_NS as u64);
+        self.probe =
+            Some(HealthProbe::spawn(device, period).map_err(|e| format!("health probe thread: {e}"))?);
         Ok(())
     }
 

@@ -8,13 +8,19 @@
 //!   the same row copy in atomic words is printed as the floor for that case too;
 //! * an Orbital-like 1920×1080 frame with full damage (GET_CONNECTOR poll, shadow → mapping copy,
 //!   DIRTYFB) against the two memcpys of the frame that any such frame needs (shadow → buffer,
-//!   buffer → VRAM). Prints frames per second and the ratios.
+//!   buffer → VRAM). Prints frames per second and the ratios;
+//! * unplug latency with a drawing client: a client thread sends full-frame DIRTYFBs back to back
+//!   while the bench thread unplugs the device through the scheme (a surprise removal) and times the
+//!   call, each sample on a fresh device. The stand-in kernel holds no lock across a call, so the
+//!   unplug waits only for the client's presence section under way. Prints p50 and p99.
 
 use std::hint::black_box;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
+use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
+use displayd::device::bochs::Removal;
 use displayd::device::emulated::{Config, EmulatedDevice};
 use displayd::device::words;
 use displayd::platform::host::kernel::{Fd, Kernel, Mapping};
@@ -104,6 +110,39 @@ fn scheme(c: &mut Criterion) {
     group.finish();
 }
 
+/// Unplug latencies in nanoseconds, sorted: each sample a fresh device, unplugged while a client
+/// thread sends full-frame DIRTYFBs back to back.
+fn unplug_latency_with_a_drawing_client(samples: usize) -> Vec<u64> {
+    let mut latencies: Vec<u64> = (0..samples)
+        .map(|_| {
+            let kernel = Kernel::new(DisplayScheme::new("display.bochs")).expect("scheme");
+            let slot = EmulatedDevice::new(Config::default()).expect("emulated device");
+            let _device = plug(&kernel, &slot, 1, || {}).expect("plug");
+            let client = client(&kernel);
+            let (stop, frames) = (AtomicBool::new(false), AtomicU64::new(0));
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    while !stop.load(SeqCst) {
+                        drm::dirty_fb(&client.fd, client.fb, &[[0, 0, W as u16, H as u16]]).expect("dirtyfb");
+                        frames.fetch_add(1, SeqCst);
+                    }
+                });
+                // Unplug only once the client is drawing (its first frame is through).
+                while frames.load(SeqCst) == 0 {
+                    std::thread::yield_now();
+                }
+                let start = Instant::now();
+                assert!(kernel.scheme().unplug_bound(Removal::Surprise), "the device was bound");
+                let took = start.elapsed().as_nanos() as u64;
+                stop.store(true, SeqCst);
+                took
+            })
+        })
+        .collect();
+    latencies.sort_unstable();
+    latencies
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
@@ -113,6 +152,16 @@ criterion_group! {
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
+    // Also in `--test` runs (three samples), so CI sees it work.
+    let latencies = unplug_latency_with_a_drawing_client(if common::measuring() { 200 } else { 3 });
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
+    println!(
+        "\nunplug with a client drawing full frames, over {} unplugs: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
     if common::measuring() {
         let mean = |name: &str| criterion_mean_ns("scheme", name);
         if let (Some(dirty), Some(floor), Some(copy)) =

@@ -17,9 +17,16 @@
 //! * `control` is the administrator's path (uid 0 only, EACCES for others): reading it gives a
 //!   status line (it opens `POSITIONED`, so reads advance), writing `unplug` removes the device in
 //!   an orderly way.
+//! * Every request works through `&self`, and no lock of the scheme is held across one: the handle
+//!   table and the bound device each sit under a mutex taken only to look up, insert or remove,
+//!   never while a device object serves a call. So calls on other handles, and an unplug, run
+//!   while one call is under way (the stand-in kernel on Linux hosts calls it from many threads;
+//!   Redox's request loop calls it through `SchemeSync`, which forwards here). The two mutexes are
+//!   never held together.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
@@ -35,6 +42,7 @@ use crate::kms::{BufferMemory, FileId, MAX_VT};
 /// `st_dev` of every handle: the DRM character-device major, 226.
 pub const DRM_DEVICE: u64 = 226 << 8;
 
+#[derive(Clone)]
 enum Handle {
     Root,
     Display { device: Arc<DeviceObject>, file: FileId, vt: usize },
@@ -44,11 +52,17 @@ enum Handle {
 /// The scheme: its handles and the device new opens bind to.
 pub struct DisplayScheme {
     name: String,
-    device: Option<Arc<DeviceObject>>,
-    handles: BTreeMap<usize, Handle>,
-    next_id: usize,
+    device: Mutex<Option<Arc<DeviceObject>>>,
+    handles: Mutex<BTreeMap<usize, Handle>>,
+    next_id: AtomicUsize,
     /// Handles that got a new event to read since [`DisplayScheme::take_readable`] last ran.
-    readable: Vec<usize>,
+    readable: Mutex<Vec<usize>>,
+}
+
+/// Locks `mutex`, taking the data of a poisoned one as it is: every update under these locks is a
+/// single insert, remove or assignment, so a panic elsewhere cannot leave it half done.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl DisplayScheme {
@@ -56,10 +70,10 @@ impl DisplayScheme {
     pub fn new(name: impl Into<String>) -> DisplayScheme {
         DisplayScheme {
             name: name.into(),
-            device: None,
-            handles: BTreeMap::new(),
-            next_id: 1,
-            readable: Vec::new(),
+            device: Mutex::new(None),
+            handles: Mutex::new(BTreeMap::new()),
+            next_id: AtomicUsize::new(1),
+            readable: Mutex::new(Vec::new()),
         }
     }
 
@@ -69,24 +83,30 @@ impl DisplayScheme {
     }
 
     /// Binds a new device: later opens reach it; handles already open keep theirs.
-    pub fn bind(&mut self, device: Arc<DeviceObject>) {
-        self.device = Some(device);
+    pub fn bind(&self, device: Arc<DeviceObject>) {
+        *lock(&self.device) = Some(device);
     }
 
     /// The device new opens bind to, if any.
-    pub fn device(&self) -> Option<&Arc<DeviceObject>> {
-        self.device.as_ref()
+    pub fn device(&self) -> Option<Arc<DeviceObject>> {
+        lock(&self.device).clone()
     }
 
     /// Unplugs `device` (orderly or surprise) and, if it is still the bound one, stops binding new
     /// opens to it; a device bound since then stays bound. Returns whether `device` was the bound
     /// one.
-    pub fn unplug(&mut self, device: &Arc<DeviceObject>, removal: Removal) -> bool {
+    pub fn unplug(&self, device: &Arc<DeviceObject>, removal: Removal) -> bool {
+        // Through the presence guard, with no lock of the scheme held: calls under way on other
+        // threads finish their sections, new ones find the device gone.
         device.unplug(removal);
-        let bound = self.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, device));
-        if bound {
-            self.device = None;
-        }
+        let bound = {
+            let mut bound = lock(&self.device);
+            let is_it = bound.as_ref().is_some_and(|d| Arc::ptr_eq(d, device));
+            if is_it {
+                *bound = None;
+            }
+            is_it
+        };
         log::info!(
             "device {}: {}; {} other references still hold it",
             device.instance,
@@ -98,15 +118,15 @@ impl DisplayScheme {
 
     /// Unplugs the device new opens bind to, if any (the control path, SIGTERM, the scheme's
     /// unmount). Returns `false` if there was none.
-    pub fn unplug_bound(&mut self, removal: Removal) -> bool {
-        let Some(device) = self.device.clone() else { return false };
+    pub fn unplug_bound(&self, removal: Removal) -> bool {
+        let Some(device) = self.device() else { return false };
         self.unplug(&device, removal)
     }
 
     /// The health probe on the bound device ([`DeviceObject::check_health`]): a device found gone is
     /// unplugged as a surprise, without touching it, and unbound. Returns whether that happened.
-    pub fn check_health(&mut self) -> bool {
-        let Some(device) = self.device.clone() else { return false };
+    pub fn check_health(&self) -> bool {
+        let Some(device) = self.device() else { return false };
         let Some(gone) = device.check_health() else { return false };
         log::warn!("health probe: device {}: {gone}: surprise removal", device.instance);
         self.unplug(&device, Removal::Surprise)
@@ -116,8 +136,8 @@ impl DisplayScheme {
     /// of a call, see [`crate::device::bochs::Bochs::set_mode`]), so new opens get ENODEV and the
     /// platform sees no device. Called at every open; the event loop calls it on every wake.
     /// Returns whether it unbound one.
-    pub fn unbind_if_unplugged(&mut self) -> bool {
-        match self.device.clone() {
+    pub fn unbind_if_unplugged(&self) -> bool {
+        match self.device() {
             Some(device) if device.is_unplugged() => self.unplug(&device, Removal::Surprise),
             _ => false,
         }
@@ -125,7 +145,7 @@ impl DisplayScheme {
 
     /// inputd switched to `vt`: the bound device shows that VT's state.
     pub fn activate(&self, vt: usize) {
-        if let Some(device) = &self.device {
+        if let Some(device) = self.device() {
             device.kms.activate(vt);
         }
     }
@@ -133,29 +153,32 @@ impl DisplayScheme {
     /// The handles that became readable (a flip-completion event was queued on them) since the last
     /// call, each once per new event: the Redox event loop posts EVENT_READ for each
     /// (`Response::post_fevent`).
-    pub fn take_readable(&mut self) -> Vec<usize> {
-        std::mem::take(&mut self.readable)
+    pub fn take_readable(&self) -> Vec<usize> {
+        std::mem::take(&mut lock(&self.readable))
     }
 
     /// How many handles are open (display, control and root).
     pub fn open_handles(&self) -> usize {
-        self.handles.len()
+        lock(&self.handles).len()
+    }
+
+    /// A copy of handle `id` (it holds its device object), EBADF if there is none.
+    fn handle(&self, id: usize) -> Result<Handle> {
+        lock(&self.handles).get(&id).cloned().ok_or(Error::new(EBADF))
     }
 
     /// The buffer memory behind a display handle's `MAP_DUMB` offset and the byte offset within it:
     /// what `mmap_prep` lends, and what a kernel keeps referenced while the mapping exists.
     pub fn lend(&self, id: usize, offset: u64, size: usize) -> Result<(Arc<dyn BufferMemory>, usize)> {
-        match self.handles.get(&id) {
-            Some(Handle::Display { device, file, .. }) => device.kms.lend(*file, offset, size),
-            Some(_) => Err(Error::new(EINVAL)),
-            None => Err(Error::new(EBADF)),
+        match self.handle(id)? {
+            Handle::Display { device, file, .. } => device.kms.lend(file, offset, size),
+            _ => Err(Error::new(EINVAL)),
         }
     }
 
-    fn insert(&mut self, handle: Handle) -> usize {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.handles.insert(id, handle);
+    fn insert(&self, handle: Handle) -> usize {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        lock(&self.handles).insert(id, handle);
         id
     }
 
@@ -163,8 +186,9 @@ impl DisplayScheme {
     /// Redox test) signals to stop it as shutdown does.
     fn status(&self) -> String {
         let pid = std::process::id();
-        let displays = self.handles.values().filter(|h| matches!(h, Handle::Display { .. })).count();
-        match &self.device {
+        let device = self.device();
+        let displays = lock(&self.handles).values().filter(|h| matches!(h, Handle::Display { .. })).count();
+        match device {
             Some(device) => format!(
                 "device {} present, {displays} display handles, active vt {}, pid {pid}\n",
                 device.instance,
@@ -185,20 +209,24 @@ fn parse_vt(text: &str) -> Option<usize> {
     text.parse().ok().filter(|&vt| canonical && vt <= MAX_VT)
 }
 
-impl SchemeSync for DisplayScheme {
-    fn scheme_root(&mut self) -> Result<usize> {
+/// The scheme's requests, on `&self` (see the module's guarantees); [`SchemeSync`] forwards to
+/// these.
+impl DisplayScheme {
+    /// The root handle, taken when the scheme is registered.
+    pub fn scheme_root(&self) -> Result<usize> {
         Ok(self.insert(Handle::Root))
     }
 
-    fn openat(
-        &mut self,
+    /// Opens `control` or `v2/<vt>` under the root handle.
+    pub fn openat(
+        &self,
         dirfd: usize,
         path: &str,
         _flags: usize,
         _fcntl: u32,
         ctx: &CallerCtx,
     ) -> Result<OpenResult> {
-        if !matches!(self.handles.get(&dirfd), Some(Handle::Root)) {
+        if !matches!(self.handle(dirfd), Ok(Handle::Root)) {
             return Err(Error::new(EACCES));
         }
         self.unbind_if_unplugged();
@@ -209,7 +237,7 @@ impl SchemeSync for DisplayScheme {
             Handle::Control
         } else if let Some(vt) = path.strip_prefix("v2/") {
             let vt = parse_vt(vt).ok_or(Error::new(EINVAL))?;
-            let device = self.device.clone().ok_or(Error::new(ENODEV))?;
+            let device = self.device().ok_or(Error::new(ENODEV))?;
             let file = device.kms.open(vt);
             Handle::Display { device, file, vt }
         } else if path.starts_with('v') {
@@ -224,8 +252,9 @@ impl SchemeSync for DisplayScheme {
         Ok(OpenResult::ThisScheme { number: self.insert(handle), flags })
     }
 
-    fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
-        let path = match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+    /// The handle's path.
+    pub fn fpath(&self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
+        let path = match self.handle(id)? {
             Handle::Root => return Err(Error::new(EOPNOTSUPP)),
             Handle::Display { vt, .. } => format!("/scheme/{}/v2/{vt}", self.name),
             Handle::Control => format!("/scheme/{}/control", self.name),
@@ -235,20 +264,22 @@ impl SchemeSync for DisplayScheme {
         Ok(len)
     }
 
-    fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
-        self.handles.get(&id).ok_or(Error::new(EBADF))?;
+    /// The handle's `st_dev`, the DRM major.
+    pub fn fstat(&self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
+        self.handle(id)?;
         stat.st_dev = DRM_DEVICE;
         Ok(())
     }
 
-    fn call(&mut self, id: usize, payload: &mut [u8], metadata: &[u64], _ctx: &CallerCtx) -> Result<usize> {
-        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+    /// An ioctl on a display handle: DRM number `metadata[0]`, payload edited in place.
+    pub fn call(&self, id: usize, payload: &mut [u8], metadata: &[u64], _ctx: &CallerCtx) -> Result<usize> {
+        match self.handle(id)? {
             Handle::Display { device, file, .. } => {
                 // No number at all is an unknown one: EINVAL, or ENODEV once unplugged.
                 let nr = metadata.first().copied().unwrap_or(u64::MAX);
-                let answer = device.kms.call(*file, nr, payload);
-                if device.kms.take_new_event(*file) {
-                    self.readable.push(id);
+                let answer = device.kms.call(file, nr, payload);
+                if device.kms.take_new_event(file) {
+                    lock(&self.readable).push(id);
                 }
                 answer
             }
@@ -256,8 +287,9 @@ impl SchemeSync for DisplayScheme {
         }
     }
 
-    fn mmap_prep(
-        &mut self,
+    /// The address of the buffer memory a `MAP_DUMB` offset names.
+    pub fn mmap_prep(
+        &self,
         id: usize,
         offset: u64,
         size: usize,
@@ -270,8 +302,9 @@ impl SchemeSync for DisplayScheme {
         Ok(memory.address() + within)
     }
 
-    fn munmap(
-        &mut self,
+    /// A mapping went away (answered, nothing to do: the memory lives with its buffer).
+    pub fn munmap(
+        &self,
         id: usize,
         _offset: u64,
         _size: usize,
@@ -279,19 +312,20 @@ impl SchemeSync for DisplayScheme {
         _ctx: &CallerCtx,
     ) -> Result<()> {
         // Always answered: the kernel waits for the reply (and ignores it).
-        self.handles.get(&id).map(drop).ok_or(Error::new(EBADF))
+        self.handle(id).map(drop)
     }
 
-    fn read(
-        &mut self,
+    /// Flip-completion events of a display handle, or the control path's status line.
+    pub fn read(
+        &self,
         id: usize,
         buf: &mut [u8],
         offset: u64,
         _fcntl: u32,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
-            Handle::Display { device, file, .. } => device.kms.read_events(*file, buf),
+        match self.handle(id)? {
+            Handle::Display { device, file, .. } => device.kms.read_events(file, buf),
             Handle::Control => {
                 let status = self.status();
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(status.len());
@@ -303,8 +337,9 @@ impl SchemeSync for DisplayScheme {
         }
     }
 
-    fn write(&mut self, id: usize, buf: &[u8], _offset: u64, _fcntl: u32, _ctx: &CallerCtx) -> Result<usize> {
-        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
+    /// `unplug` written to the control path.
+    pub fn write(&self, id: usize, buf: &[u8], _offset: u64, _fcntl: u32, _ctx: &CallerCtx) -> Result<usize> {
+        match self.handle(id)? {
             Handle::Control => match std::str::from_utf8(buf).map(str::trim) {
                 Ok("unplug") => {
                     if !self.unplug_bound(Removal::Orderly) {
@@ -318,20 +353,82 @@ impl SchemeSync for DisplayScheme {
         }
     }
 
-    fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
-        match self.handles.get(&id).ok_or(Error::new(EBADF))? {
-            Handle::Display { device, file, .. } if device.kms.has_events(*file) => {
+    /// Whether a display handle has an event to read.
+    pub fn fevent(&self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
+        match self.handle(id)? {
+            Handle::Display { device, file, .. } if device.kms.has_events(file) => {
                 Ok(flags & EventFlags::EVENT_READ)
             }
             _ => Ok(EventFlags::empty()),
         }
     }
 
-    fn on_close(&mut self, id: usize) {
-        self.readable.retain(|&r| r != id);
-        if let Some(Handle::Display { device, file, .. }) = self.handles.remove(&id) {
+    /// The last reference to handle `id` is gone: its whole teardown.
+    pub fn on_close(&self, id: usize) {
+        lock(&self.readable).retain(|&r| r != id);
+        let handle = lock(&self.handles).remove(&id);
+        if let Some(Handle::Display { device, file, .. }) = handle {
             device.kms.close(file);
             // `device` drops here; if this was the last handle, the device object goes with it.
         }
+    }
+}
+
+/// Redox's request loop serves the scheme through `SchemeSync`: each request forwards to the `&self`
+/// method of the same name.
+impl SchemeSync for DisplayScheme {
+    fn scheme_root(&mut self) -> Result<usize> {
+        DisplayScheme::scheme_root(self)
+    }
+    fn openat(
+        &mut self,
+        dirfd: usize,
+        path: &str,
+        flags: usize,
+        fcntl: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
+        DisplayScheme::openat(self, dirfd, path, flags, fcntl, ctx)
+    }
+    fn fpath(&mut self, id: usize, buf: &mut [u8], ctx: &CallerCtx) -> Result<usize> {
+        DisplayScheme::fpath(self, id, buf, ctx)
+    }
+    fn fstat(&mut self, id: usize, stat: &mut Stat, ctx: &CallerCtx) -> Result<()> {
+        DisplayScheme::fstat(self, id, stat, ctx)
+    }
+    fn call(&mut self, id: usize, payload: &mut [u8], metadata: &[u64], ctx: &CallerCtx) -> Result<usize> {
+        DisplayScheme::call(self, id, payload, metadata, ctx)
+    }
+    fn mmap_prep(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        flags: MapFlags,
+        ctx: &CallerCtx,
+    ) -> Result<usize> {
+        DisplayScheme::mmap_prep(self, id, offset, size, flags, ctx)
+    }
+    fn munmap(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        flags: MunmapFlags,
+        ctx: &CallerCtx,
+    ) -> Result<()> {
+        DisplayScheme::munmap(self, id, offset, size, flags, ctx)
+    }
+    fn read(&mut self, id: usize, buf: &mut [u8], offset: u64, fcntl: u32, ctx: &CallerCtx) -> Result<usize> {
+        DisplayScheme::read(self, id, buf, offset, fcntl, ctx)
+    }
+    fn write(&mut self, id: usize, buf: &[u8], offset: u64, fcntl: u32, ctx: &CallerCtx) -> Result<usize> {
+        DisplayScheme::write(self, id, buf, offset, fcntl, ctx)
+    }
+    fn fevent(&mut self, id: usize, flags: EventFlags, ctx: &CallerCtx) -> Result<EventFlags> {
+        DisplayScheme::fevent(self, id, flags, ctx)
+    }
+    fn on_close(&mut self, id: usize) {
+        DisplayScheme::on_close(self, id)
     }
 }

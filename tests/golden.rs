@@ -304,7 +304,6 @@ fn after_an_unplug_enodev_comes_before_any_payload_check_and_the_policy_calls_ke
 
 /// A `call` whose metadata carries no ioctl number at all.
 fn kernel_call_without_number(kernel: &Kernel, fd: &Fd, payload: &mut [u8]) -> i32 {
-    use redox_scheme::scheme::SchemeSync;
     let ctx = displayd::platform::host::kernel::caller(1000);
     kernel.scheme().call(fd.id(), payload, &[], &ctx).unwrap_err().errno
 }

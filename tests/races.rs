@@ -138,7 +138,7 @@ fn chaos(kernel: &Kernel, seed: u64, first: EmulatedDevice, bound: &mut Vec<Weak
             (2, Some(s)) => {
                 // Unplugged from this thread while clients may be inside a section: the guard
                 // must wait them out before the BARs go.
-                let device = kernel.scheme().device().cloned();
+                let device = kernel.scheme().device();
                 if let Some(device) = &device {
                     device.unplug(Removal::Surprise);
                 }

@@ -598,7 +598,7 @@ fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone
     let (new_slot, new_device, _) = replug(&rig.kernel, 2);
     // A late remover of device 1 (a probe that saw it go) names it: device 2 stays bound.
     assert!(!rig.kernel.scheme().unplug(&rig.device, Removal::Surprise), "device 1 was no longer bound");
-    assert!(Arc::ptr_eq(rig.kernel.scheme().device().unwrap(), &new_device));
+    assert!(Arc::ptr_eq(&rig.kernel.scheme().device().unwrap(), &new_device));
     assert_eq!(new_device.check_health(), None, "device 2 is untouched");
     new_slot.yank(YankedReads::Zeros);
     assert_eq!(new_device.check_health(), Some(Gone::Vanished(0)));

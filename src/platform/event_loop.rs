@@ -247,7 +247,7 @@ mod tests {
             Releases::new(),
         )
         .unwrap();
-        let mut scheme = DisplayScheme::new("display.bochs");
+        let scheme = DisplayScheme::new("display.bochs");
         let root = scheme.scheme_root().unwrap();
         scheme.bind(device);
         (scheme, slot, root)
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn activate_from_inputd_replays_the_vt_on_the_device() {
         let (mut scheme, _slot, _root) = scheme_with_device();
-        let device = Arc::clone(scheme.device().unwrap());
+        let device = scheme.device().unwrap();
         let mut script = Script::default();
         script.vt_events.extend([Some(VtEvent::Activate(3)), Some(VtEvent::Unknown(9))]);
         script.wakes.push_back(Wake::Inputd);
@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn inputd_is_drained_on_every_wake_and_events_before_a_failed_read_still_apply() {
         let (mut scheme, _slot, _root) = scheme_with_device();
-        let device = Arc::clone(scheme.device().unwrap());
+        let device = scheme.device().unwrap();
         let mut script = Script::default();
         // inputd signals only after some batches: its events must be read on other wakes too.
         script.vt_events.extend([Some(VtEvent::Activate(2)), None, Some(VtEvent::Activate(4))]);
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn a_probe_unplug_is_unbound_at_the_next_wake_closing_inputd_and_serving_on() {
         let (mut scheme, slot, root) = scheme_with_device();
-        let device = Arc::clone(scheme.device().unwrap());
+        let device = scheme.device().unwrap();
         let _probe =
             crate::platform::health_probe::HealthProbe::spawn(&device, std::time::Duration::from_millis(1))
                 .unwrap();

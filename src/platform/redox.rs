@@ -413,7 +413,7 @@ impl Platform for Redox {
         let device = self.scheme.device().ok_or("no device bound")?;
         let period = Duration::from_nanos(HEALTH_PERIOD_NS as u64);
         self.probe =
-            Some(HealthProbe::spawn(device, period).map_err(|e| format!("health probe thread: {e}"))?);
+            Some(HealthProbe::spawn(&device, period).map_err(|e| format!("health probe thread: {e}"))?);
         Ok(())
     }
 

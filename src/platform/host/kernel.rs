@@ -5,11 +5,14 @@
 //! `metadata = [nr, 0, 0]`, `mmap_prep` for a mapping (keeping the lent memory referenced for as
 //! long as the mapping lives, as the kernel keeps the frames), `munmap` when it goes, and `on_close`
 //! only once the file and every mapping of it are gone.
+//!
+//! Calls are dispatched concurrently, as a kernel would from many client threads: no lock is held
+//! across a call (the scheme serves `&self`), so one client's call, another's and an unplug from a
+//! test or the health probe really overlap.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult, Request, RequestKind};
 use syscall::error::{Error, Result, EINVAL};
 use syscall::flag::{MapFlags, MunmapFlags};
@@ -21,7 +24,7 @@ use crate::scheme::DisplayScheme;
 /// The kernel side: the scheme and its root handle.
 #[derive(Clone)]
 pub struct Kernel {
-    scheme: Arc<Mutex<DisplayScheme>>,
+    scheme: Arc<DisplayScheme>,
     root: usize,
 }
 
@@ -39,14 +42,14 @@ pub fn caller(uid: u32) -> CallerCtx {
 
 impl Kernel {
     /// Registers `scheme` (takes its root handle).
-    pub fn new(mut scheme: DisplayScheme) -> Result<Kernel> {
+    pub fn new(scheme: DisplayScheme) -> Result<Kernel> {
         let root = scheme.scheme_root()?;
-        Ok(Kernel { scheme: Arc::new(Mutex::new(scheme)), root })
+        Ok(Kernel { scheme: Arc::new(scheme), root })
     }
 
     /// The scheme, for the driver side (bind, unplug, activate).
-    pub fn scheme(&self) -> MutexGuard<'_, DisplayScheme> {
-        self.scheme.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn scheme(&self) -> &DisplayScheme {
+        &self.scheme
     }
 
     /// Opens `path` under the scheme as user `uid`.
@@ -149,7 +152,7 @@ impl Fd {
 
     /// `mmap(MAP_SHARED)` of `len` bytes at `offset`: the scheme's `mmap_prep` picks the memory.
     pub fn mmap(&self, offset: u64, len: usize) -> Result<Mapping> {
-        let mut scheme = self.0.kernel.scheme();
+        let scheme = self.0.kernel.scheme();
         let address = scheme.mmap_prep(self.0.id, offset, len, MapFlags::MAP_SHARED, &caller(self.0.uid))?;
         if address % crate::kms::PAGE != 0 {
             return Err(Error::new(EINVAL)); // the kernel refuses an unaligned answer

@@ -12,7 +12,9 @@
 //! * unplug latency with a drawing client: a client thread sends full-frame DIRTYFBs back to back
 //!   while the bench thread unplugs the device through the scheme (a surprise removal) and times the
 //!   call, each sample on a fresh device. The stand-in kernel holds no lock across a call, so the
-//!   unplug waits only for the client's presence section under way. Prints p50 and p99.
+//!   unplug waits only for the client's presence section under way. Prints p50 and p99;
+//! * a small call's latency (GET_CONNECTOR) alone and beside a client drawing full frames: what
+//!   serving requests on several threads could gain on Redox. Prints p50 and p99.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
@@ -143,6 +145,42 @@ fn unplug_latency_with_a_drawing_client(samples: usize) -> Vec<u64> {
     latencies
 }
 
+/// Latencies in nanoseconds, sorted, of a small call (Orbital's per-frame GET_CONNECTOR poll) from
+/// one client, alone or while another client thread sends full-frame DIRTYFBs back to back: what
+/// serving requests on several threads could gain, given that both reach the same device object.
+fn small_call_latency(beside_a_drawing_client: bool, samples: usize) -> Vec<u64> {
+    let kernel = Kernel::new(DisplayScheme::new("display.bochs")).expect("scheme");
+    let slot = EmulatedDevice::new(Config::default()).expect("emulated device");
+    let _device = plug(&kernel, &slot, 1, || {}).expect("plug");
+    let drawing = client(&kernel);
+    let polling = kernel.open("v2/4", 1000).expect("open");
+    let (stop, frames) = (AtomicBool::new(false), AtomicU64::new(0));
+    let mut latencies = std::thread::scope(|scope| {
+        if beside_a_drawing_client {
+            scope.spawn(|| {
+                while !stop.load(SeqCst) {
+                    drm::dirty_fb(&drawing.fd, drawing.fb, &[[0, 0, W as u16, H as u16]]).expect("dirtyfb");
+                    frames.fetch_add(1, SeqCst);
+                }
+            });
+            while frames.load(SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        let latencies: Vec<u64> = (0..samples)
+            .map(|_| {
+                let start = Instant::now();
+                drm::get_connector(&polling, 21, false).expect("poll");
+                start.elapsed().as_nanos() as u64
+            })
+            .collect();
+        stop.store(true, SeqCst);
+        latencies
+    });
+    latencies.sort_unstable();
+    latencies
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
@@ -153,14 +191,17 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     // Also in `--test` runs (three samples), so CI sees it work.
-    let latencies = unplug_latency_with_a_drawing_client(if common::measuring() { 200 } else { 3 });
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
-    println!(
-        "\nunplug with a client drawing full frames, over {} unplugs: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
-        latencies.len(),
-        at(0.5),
-        at(0.99),
-        at(1.0)
+    let samples = if common::measuring() { 200 } else { 3 };
+    let percentiles = |what: &str, sorted: Vec<u64>| {
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
+        println!("{what:<58} p50 {:>8.1} µs  p99 {:>8.1} µs  max {:>8.1} µs", at(0.5), at(0.99), at(1.0));
+    };
+    println!("\nover {samples} samples each:");
+    percentiles("unplug, a client drawing full frames", unplug_latency_with_a_drawing_client(samples));
+    percentiles("GET_CONNECTOR poll, alone", small_call_latency(false, samples * 10));
+    percentiles(
+        "GET_CONNECTOR poll, another client drawing full frames",
+        small_call_latency(true, samples * 10),
     );
     if common::measuring() {
         let mean = |name: &str| criterion_mean_ns("scheme", name);

@@ -12,10 +12,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
-use displayd::device::emulated::{Config, EmulatedDevice};
-use displayd::platform::host::kernel::{Fd, Kernel, Mapping};
-use displayd::platform::host::{drm, plug};
 use displayd::scheme::DisplayScheme;
+use displayd_testkit::emulated::{Config, EmulatedDevice};
+use displayd_testkit::kernel::{Fd, Kernel, Mapping};
+use displayd_testkit::{drm, plug};
 
 mod common;
 use common::{criterion_mean_ns, PageAligned};

@@ -58,5 +58,7 @@ pub mod device;
 pub mod device_object;
 pub mod guard;
 pub mod kms;
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod platform;
 pub mod scheme;

@@ -10,7 +10,7 @@
 //! assigned them addresses and made their `resource` files). A function that was unplugged or
 //! failed to bind is never taken again (a re-plugged device is a new sysfs node).
 //!
-//! Who serves the device objects is the [`Host`]'s business (in the QEMU guest, the test kit's
+//! Who serves the device objects is the [`Service`] (in the QEMU guest, the test kit's
 //! in-process clients): it owns the scheme they are bound into and hears of each bind and unplug.
 //! Progress is written as lines starting with [`MARK`], which the QEMU test's host waits on.
 
@@ -79,7 +79,7 @@ impl<'a> Report<'a> {
 }
 
 /// What the followed devices are served through.
-pub trait Host {
+pub trait Service {
     /// The display scheme device objects are bound into, locked for one bind or unplug.
     fn scheme(&self) -> MutexGuard<'_, DisplayScheme>;
     /// `device` was bound: new opens reach it.
@@ -108,10 +108,10 @@ fn node(function: &PciFunction) -> Option<Node> {
     Some(Node(function.slot.clone(), inode))
 }
 
-/// The bound device, the candidates, and the host they are served through.
+/// The bound device, the candidates, and the service they are served through.
 struct Hotplug<'a> {
     sysfs: &'a Path,
-    host: &'a mut dyn Host,
+    service: &'a mut dyn Service,
     bound: Option<Bound>,
     /// Bochs functions seen but not bound yet (BARs not mappable yet, or another device bound).
     pending: Vec<(PciFunction, Node, Instant)>,
@@ -170,12 +170,13 @@ impl Hotplug<'_> {
         }
     }
 
-    /// Binds `function` as the next device object and tells the host.
+    /// Binds `function` as the next device object and tells the service.
     fn bind(&mut self, function: PciFunction, node: Node) {
         let instance = self.next_instance;
         let plugged = function.enable().and_then(|()| function.map_bars()).and_then(|hardware| {
             let unique = format!("pci:{}", function.slot);
-            plug_hardware(&mut self.host.scheme(), function.id, hardware, &unique, instance, || {})
+            // Nothing to release beyond the device object, which logs its own freeing.
+            plug_hardware(&mut self.service.scheme(), function.id, hardware, &unique, instance, || {})
                 .map_err(|error| io::Error::other(format!("{error:?}")))
         });
         let device = match plugged {
@@ -196,7 +197,7 @@ impl Hotplug<'_> {
              {count} modes, preferred {}x{})",
             function.slot, id.vendor, id.device, id.class, id.subclass, id.revision, preferred.0, preferred.1
         ));
-        self.host.bound(&device);
+        self.service.bound(&device);
         self.bound = Some(Bound { function, node, device });
     }
 
@@ -216,11 +217,11 @@ impl Hotplug<'_> {
     fn unplug(&mut self, why: &str) {
         let Some(bound) = self.bound.take() else { return };
         let started = Instant::now();
-        self.host.scheme().unplug(&bound.device, Removal::Surprise);
+        self.service.scheme().unplug(&bound.device, Removal::Surprise);
         let took = started.elapsed();
         self.retired.push(bound.node);
         let instance = bound.device.instance;
-        self.host.unplugged(instance);
+        self.service.unplugged(instance);
         self.report.mark(format_args!(
             "device {instance} unplugged ({why}) in {} us; its handles stay open",
             took.as_micros()
@@ -245,7 +246,7 @@ impl Hotplug<'_> {
         }
     }
 
-    /// The checks that need no event: removal, candidates, a periodic scan, the host's turn.
+    /// The checks that need no event: removal, candidates, a periodic scan, the service's turn.
     fn tick(&mut self) {
         if let Some(why) = self.removal(None) {
             self.unplug(&why);
@@ -254,22 +255,22 @@ impl Hotplug<'_> {
             self.scan();
         }
         self.bind_pending();
-        self.host.tick(&mut self.report);
+        self.service.tick(&mut self.report);
     }
 }
 
-/// Follows the Bochs functions under `sysfs` (normally `/sys`), serving them through `host`, until
+/// Follows the Bochs functions under `sysfs` (normally `/sys`), serving them through `service`, until
 /// `stop` is set, writing progress lines to `out`. Returns how many failures it reported.
 pub fn run(
     sysfs: &Path,
     events: &mut dyn DeviceEvents,
     stop: &AtomicBool,
-    host: &mut dyn Host,
+    service: &mut dyn Service,
     out: &mut dyn Write,
 ) -> io::Result<u32> {
     let mut hotplug = Hotplug {
         sysfs,
-        host,
+        service,
         bound: None,
         pending: Vec::new(),
         retired: Vec::new(),

@@ -1,7 +1,8 @@
 //! displayd on a real PCI function under Linux (issue #7): the function found and mapped through
 //! sysfs, its removal and arrival learnt from the kernel's uevents, dumb buffers in anonymous
-//! mappings. What serves clients here is the host's choice ([`hotplug::Host`]); the QEMU end-to-end
-//! test boots this in a Linux guest with the test kit's in-process clients.
+//! mappings. Linux has no Redox kernel to serve the scheme to, so what serves clients is the
+//! caller's [`hotplug::Service`]; the QEMU end-to-end test boots this in a Linux guest with the test
+//! kit's in-process clients.
 
 pub mod hotplug;
 pub mod memory;

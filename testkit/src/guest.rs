@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use displayd::device_object::DeviceObject;
-use displayd::linux::hotplug::{self, Host, Report};
+use displayd::linux::hotplug::{self, Report, Service};
 use displayd::linux::uevent::DeviceEvents;
 use displayd::scheme::DisplayScheme;
 
@@ -95,7 +95,7 @@ struct Clients {
     clients: Vec<Client>,
 }
 
-impl Host for Clients {
+impl Service for Clients {
     fn scheme(&self) -> MutexGuard<'_, DisplayScheme> {
         self.kernel.scheme()
     }

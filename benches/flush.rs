@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
 use displayd::device::bochs::{Bochs, Hardware, Options, Rect, QEMU_BOCHS_DISPLAY};
-use displayd::device::emulated::{Config, EmulatedDevice};
 use displayd::device::host_mapping::HostMapping;
 use displayd::device::mmio::Vram;
+use displayd_testkit::emulated::{Config, EmulatedDevice};
 
 mod common;
 use common::{criterion_mean_ns, PageAligned};

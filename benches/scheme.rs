@@ -23,11 +23,11 @@ use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
 use displayd::device::bochs::Removal;
-use displayd::device::emulated::{Config, EmulatedDevice};
 use displayd::device::words;
-use displayd::platform::host::kernel::{Fd, Kernel, Mapping};
-use displayd::platform::host::{drm, plug};
 use displayd::scheme::DisplayScheme;
+use displayd_testkit::emulated::{Config, EmulatedDevice};
+use displayd_testkit::kernel::{Fd, Kernel, Mapping};
+use displayd_testkit::{drm, plug};
 
 mod common;
 use common::{criterion_mean_ns, PageAligned};

@@ -1,23 +1,31 @@
 //! displayd: a Redox OS display driver for the QEMU/Bochs adapter that survives the device
 //! disappearing at any moment.
 //!
-//! The crate is layered, and the arrows point one way: [`guard`] (lifetimes) ← device ← kms ←
-//! [`device_object`] ← scheme ← platform ← the binary. See the README for the architecture and the
-//! unplug policy.
+//! The crate is the driver, and it is layered; the arrows point one way: [`guard`] (lifetimes) ←
+//! device ← kms ← [`device_object`] ← scheme ← platform (Redox) and linux (a real PCI function on
+//! Linux) ← the binary. What it is tested and demonstrated with (the emulated device, a stand-in
+//! kernel, Orbital's and fbcond's call sequences, the demo, the QEMU guest's scenario) is the
+//! `displayd-testkit` crate beside it (`testkit/`), which depends on this one and never the other
+//! way. See the README for the architecture and the unplug policy.
 //!
 //! # Threads and locks
 //!
-//! * **On Redox** displayd runs one thread: its event loop ([`platform::event_loop`]) serves scheme
-//!   requests, applies inputd's VT switches, runs the health probe at each timer tick and looks for
-//!   a pending SIGTERM at every wake. Clients are other processes; the only concurrency displayd
-//!   sees is theirs, writing their mapped dumb buffers while displayd copies out of them.
-//! * **On a Linux host** (the demo, the tests, `displayd guest`) the clients are threads of the same
-//!   process, each calling into the scheme through the stand-in kernel
-//!   ([`platform::host::kernel`]), and removal is detected on the main thread (uevents, sysfs and
-//!   the probe) or triggered by a test from any thread.
+//! * **On Redox** displayd runs two threads. The event loop ([`platform::event_loop`]) serves scheme
+//!   requests one at a time, applies inputd's VT switches, looks for a pending SIGTERM at every wake
+//!   and unbinds a device that was unplugged. The health probe ([`platform::health_probe`]) reads
+//!   the ID register every 250 ms and unplugs a vanished device on its own thread, so no request,
+//!   however long, delays detection, and the unplug waits only for the presence section under
+//!   way. Clients are other processes, writing their mapped dumb buffers while displayd copies out
+//!   of them.
+//! * **On a Linux host** (the test kit's demo, tests and QEMU `guest`) the clients are threads of
+//!   the same process, calling the scheme through the test kit's stand-in kernel, which holds no
+//!   lock across a call: calls, and unplugs from other threads, really overlap. Removal is detected
+//!   on a thread of its own (the Linux platform's [`linux::hotplug`]: uevents, sysfs and the
+//!   probe) or triggered by a test from any thread.
 //!
 //! Locks, outermost first; none is taken in the other order:
-//! 1. the stand-in kernel's scheme mutex (Linux hosts only): held for one whole call;
+//! 1. the scheme's handle table and its bound-device slot ([`scheme::DisplayScheme`]): each taken
+//!    only to look up, insert or remove, never while a call is served, and never both at once;
 //! 2. a device object's KMS state (`Kms`'s `state` mutex): held for one whole ioctl, a VT replay
 //!    or a close;
 //! 3. `Bochs`'s frame mutex (VRAM with the mode and scan-out offset): held for one hardware
@@ -47,8 +55,8 @@
 //! * **hardware**: the BAR mappings, kept in a [`guard::Revocable`]; exists only while bound.
 //! * **section**: a presence section, from [`guard::Revocable::try_access`] until its access drops.
 //! * **removal**: the device leaving the machine, which the driver does not control: `device_del`
-//!   in QEMU, or in the emulated device `remove` (its BARs fault from then on, the tripwire) and
-//!   `yank` (its registers read all-ones or zeros, and nothing says so).
+//!   in QEMU, or in the test kit's emulated device `remove` (its BARs fault from then on, the
+//!   tripwire) and `yank` (its registers read all-ones or zeros, and nothing says so).
 //! * **unplug**: the driver's answer to a removal, or its own orderly stop (control path, SIGTERM):
 //!   refuse new sections, wait for the open ones, drop the hardware. *Orderly* or *surprise*.
 //! * **revoke**: the step of an unplug that drops the hardware ([`guard::Revocable::revoke`]).
@@ -64,5 +72,7 @@ pub mod device;
 pub mod device_object;
 pub mod guard;
 pub mod kms;
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod platform;
 pub mod scheme;

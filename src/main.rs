@@ -1,64 +1,17 @@
 //! The displayd daemon.
 //!
 //! On Redox it is spawned by pcid-spawner and serves the `display.*` scheme (`tests/redox` boots it
-//! so under QEMU). On any other host it runs the demo: the display scheme on the
-//! emulated Bochs device; on Linux, `displayd guest` drives the machine's real Bochs adapter with
-//! in-process clients (what the QEMU end-to-end test boots).
+//! so under QEMU). Elsewhere there is no kernel to serve it to: the test kit (`testkit/`) runs the
+//! driver in-process, as the demo and as the QEMU Linux guest.
 
+/// displayd serves its scheme on Redox only; on other hosts the test kit runs it in-process.
 #[cfg(not(target_os = "redox"))]
 fn main() {
-    displayd::platform::timeline::init(log::LevelFilter::Info);
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => demo(),
-        #[cfg(target_os = "linux")]
-        ["guest"] => guest(),
-        _ => Err(format!("usage: displayd [guest]  (got {args:?})")),
-    };
-    if let Err(error) = result {
-        eprintln!("displayd: {error}");
-        std::process::exit(1);
-    }
-}
-
-/// The demo on the emulated device.
-#[cfg(all(not(target_os = "redox"), feature = "demo"))]
-fn demo() -> Result<(), String> {
-    use std::time::Duration;
-    let seconds = std::env::var("DISPLAYD_DEMO_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.5);
-    let out_dir =
-        std::env::var_os("DISPLAYD_DEMO_OUT").map_or_else(|| "screenshots".into(), std::path::PathBuf::from);
-    let report = displayd::platform::host::demo::demo(Duration::from_secs_f64(seconds), &out_dir)
-        .map_err(|error| format!("demo failed: {error}"))?;
-    for (client, seen) in ["compositor (device 1)", "fresh compositor (device 2)"].iter().zip(&report.clients)
-    {
-        println!(
-            "{client}: {} frames drawn, then {} more after its device went away, none of them an error",
-            seen.frames, seen.frames_after_removal
-        );
-    }
-    println!("screenshots in {}:", out_dir.display());
-    for path in &report.screenshots {
-        println!("  {}", path.display());
-    }
-    Ok(())
-}
-
-#[cfg(all(not(target_os = "redox"), not(feature = "demo")))]
-fn demo() -> Result<(), String> {
-    Err("built without the demo (feature `demo`)".into())
-}
-
-/// displayd on the real Bochs function of this Linux machine (the QEMU end-to-end test's guest),
-/// until killed.
-#[cfg(target_os = "linux")]
-fn guest() -> Result<(), String> {
-    use displayd::platform::linux::{guest, uevent::UeventSocket};
-    let mut events = UeventSocket::open().map_err(|error| format!("uevent socket: {error}"))?;
-    let never = std::sync::atomic::AtomicBool::new(false);
-    let failures = guest::run(std::path::Path::new("/sys"), &mut events, &never, &mut std::io::stdout())
-        .map_err(|error| format!("guest: {error}"))?;
-    Err(format!("guest stopped after {failures} failures"))
+    eprintln!(
+        "displayd: serves the display scheme on Redox; on Linux, the test kit's `demo` and `guest` run it \
+         in-process (scripts/demo)"
+    );
+    std::process::exit(1);
 }
 
 #[cfg(target_os = "redox")]

@@ -5,8 +5,8 @@
 use displayd::device::bochs::{
     Bochs, DeviceError, Hardware, Health, Options, PciId, Rect, Removal, QEMU_BOCHS_DISPLAY,
 };
-use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
 use displayd::device::regs::*;
+use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
 
 const BOCHS_DISPLAY: PciId = QEMU_BOCHS_DISPLAY;
 const STDVGA: PciId = PciId { subclass: 0, ..BOCHS_DISPLAY };

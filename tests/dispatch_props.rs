@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use displayd::device::bochs::Removal;
-use displayd::device::emulated::{Config, EmulatedDevice};
 use displayd::kms::codec::ioctl;
-use displayd::platform::host::kernel::Kernel;
-use displayd::platform::host::{drm, plug};
 use displayd::scheme::DisplayScheme;
+use displayd_testkit::emulated::{Config, EmulatedDevice};
+use displayd_testkit::kernel::Kernel;
+use displayd_testkit::{drm, plug};
 use proptest::prelude::*;
 
 const KNOWN: [u64; 31] = [

@@ -4,12 +4,12 @@
 #![cfg(not(loom))]
 
 use displayd::device::bochs::Removal;
-use displayd::device::emulated::{Config, EmulatedDevice};
 use displayd::kms::codec::ioctl;
-use displayd::platform::host::kernel::{Fd, Kernel};
-use displayd::platform::host::{drm, plug};
 use displayd::platform::startup::{decode_vt_events, VtEvent, READY_BYTE};
 use displayd::scheme::DisplayScheme;
+use displayd_testkit::emulated::{Config, EmulatedDevice};
+use displayd_testkit::kernel::{Fd, Kernel};
+use displayd_testkit::{drm, plug};
 use syscall::error::{EAGAIN, EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE};
 use syscall::flag::EventFlags;
 
@@ -304,7 +304,7 @@ fn after_an_unplug_enodev_comes_before_any_payload_check_and_the_policy_calls_ke
 
 /// A `call` whose metadata carries no ioctl number at all.
 fn kernel_call_without_number(kernel: &Kernel, fd: &Fd, payload: &mut [u8]) -> i32 {
-    let ctx = displayd::platform::host::kernel::caller(1000);
+    let ctx = displayd_testkit::kernel::caller(1000);
     kernel.scheme().call(fd.id(), payload, &[], &ctx).unwrap_err().errno
 }
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use displayd::device::bochs::{Hardware, Removal, QEMU_BOCHS_DISPLAY};
-use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
 use displayd::device_object::DeviceObject;
 use displayd::guard::Releases;
+use displayd::linux::memory::HostAllocator;
 use displayd::platform::health_probe::HealthProbe;
-use displayd::platform::host::memory::HostAllocator;
+use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
 
 mod common;
 

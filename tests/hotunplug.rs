@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Weak};
 use std::thread;
 
-use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
 use displayd::device_object::DeviceObject;
-use displayd::platform::host::consumers::{Consumer, ConsumerDisplay, ConsumerError};
-use displayd::platform::host::kernel::Kernel;
-use displayd::platform::host::plug;
 use displayd::scheme::DisplayScheme;
+use displayd_testkit::consumers::{Consumer, ConsumerDisplay, ConsumerError};
+use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
+use displayd_testkit::kernel::Kernel;
+use displayd_testkit::plug;
 
 /// The "PCI bus": one slot, the scheme, and every device object ever bound.
 struct Bus {

@@ -15,12 +15,12 @@ use std::thread;
 use std::time::Duration;
 
 use displayd::device::bochs::Removal;
-use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
 use displayd::device_object::DeviceObject;
 use displayd::kms::codec::ioctl;
-use displayd::platform::host::kernel::{Fd, Kernel, Mapping};
-use displayd::platform::host::{drm, plug};
 use displayd::scheme::DisplayScheme;
+use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
+use displayd_testkit::kernel::{Fd, Kernel, Mapping};
+use displayd_testkit::{drm, plug};
 
 struct Rng(u64);
 

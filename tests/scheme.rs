@@ -6,14 +6,14 @@
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 
-use displayd::device::emulated::{Config, EmulatedDevice};
 use displayd::device_object::DeviceObject;
 use displayd::kms::codec::ioctl;
-use displayd::platform::host::consumers::{Consumer, ConsumerDisplay};
-use displayd::platform::host::drm;
-use displayd::platform::host::kernel::Kernel;
-use displayd::platform::host::plug;
 use displayd::scheme::{DisplayScheme, DRM_DEVICE};
+use displayd_testkit::consumers::{Consumer, ConsumerDisplay};
+use displayd_testkit::drm;
+use displayd_testkit::emulated::{Config, EmulatedDevice};
+use displayd_testkit::kernel::Kernel;
+use displayd_testkit::plug;
 use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, ENXIO};
 
 struct Rig {
@@ -264,7 +264,7 @@ fn closing_a_file_frees_its_buffers_and_framebuffers_and_its_mapping_outlives_de
 }
 
 /// An fd on VT 3 (active) with a 640x480 mode set on a framebuffer of `colour`.
-fn shown(rig: &Rig, colour: [u8; 3]) -> (displayd::platform::host::kernel::Fd, u32, [u8; 68]) {
+fn shown(rig: &Rig, colour: [u8; 3]) -> (displayd_testkit::kernel::Fd, u32, [u8; 68]) {
     let fd = rig.kernel.open("v2/3", 1000).unwrap();
     let connector = drm::get_connector(&fd, 21, true).unwrap();
     let mode =
@@ -276,7 +276,7 @@ fn shown(rig: &Rig, colour: [u8; 3]) -> (displayd::platform::host::kernel::Fd, u
 }
 
 /// A framebuffer of one colour.
-fn framebuffer(fd: &displayd::platform::host::kernel::Fd, w: u32, h: u32, colour: [u8; 3]) -> u32 {
+fn framebuffer(fd: &displayd_testkit::kernel::Fd, w: u32, h: u32, colour: [u8; 3]) -> u32 {
     let dumb = drm::create_dumb(fd, w, h).unwrap();
     let mapping = fd.mmap(drm::map_dumb(fd, dumb.handle).unwrap(), dumb.size as usize).unwrap();
     for row in 0..h {
@@ -410,7 +410,7 @@ fn the_health_probe_turns_a_yank_into_a_surprise_unplug() {
     let mut fbcond = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
     rig.kernel.scheme().activate(2);
     assert!(!rig.kernel.scheme().check_health(), "a present device is left alone");
-    rig.slot.yank(displayd::device::emulated::YankedReads::Ones);
+    rig.slot.yank(displayd_testkit::emulated::YankedReads::Ones);
     assert!(rig.kernel.scheme().check_health());
     assert!(rig.kernel.scheme().device().is_none());
     rig.slot.remove();
@@ -496,7 +496,7 @@ fn taking_the_plane_away_keeps_the_crtc_on() {
 }
 
 /// The 800x600 mode record `shown` uses.
-fn shown_mode(fd: &displayd::platform::host::kernel::Fd) -> [u8; 68] {
+fn shown_mode(fd: &displayd_testkit::kernel::Fd) -> [u8; 68] {
     let connector = drm::get_connector(fd, 21, false).unwrap();
     connector.modes[(0..connector.modes.len()).find(|&i| connector.size(i) == Some((800, 600))).unwrap()]
 }
@@ -589,8 +589,8 @@ fn framebuffers_per_file_are_bounded() {
 #[test]
 fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone() {
     use displayd::device::bochs::Removal;
-    use displayd::device::emulated::YankedReads;
     use displayd::device_object::Gone;
+    use displayd_testkit::emulated::YankedReads;
     let rig = rig();
     rig.kernel.open("control", 0).unwrap().write(b"unplug").unwrap();
     rig.slot.remove();
@@ -611,7 +611,7 @@ fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone
 fn a_bind_whose_probe_fails_runs_the_managed_releases_at_once() {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
     let slot = EmulatedDevice::new(Config::default()).unwrap();
-    slot.yank(displayd::device::emulated::YankedReads::Ones);
+    slot.yank(displayd_testkit::emulated::YankedReads::Ones);
     let released = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&released);
     assert!(plug(&kernel, &slot, 1, move || flag.store(true, SeqCst)).is_err());

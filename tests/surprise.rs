@@ -5,12 +5,12 @@
 //! neither fbcond nor Orbital ever meets an error it would crash on or log.
 #![cfg(not(loom))]
 
-use displayd::device::emulated::{Config, EmulatedDevice, YankedReads};
-use displayd::platform::host::consumers::{Consumer, ConsumerDisplay};
-use displayd::platform::host::drm;
-use displayd::platform::host::kernel::Kernel;
-use displayd::platform::host::plug;
 use displayd::scheme::DisplayScheme;
+use displayd_testkit::consumers::{Consumer, ConsumerDisplay};
+use displayd_testkit::drm;
+use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
+use displayd_testkit::kernel::Kernel;
+use displayd_testkit::plug;
 use syscall::error::{ENODEV, ENXIO};
 
 #[derive(Clone, Copy, Debug)]

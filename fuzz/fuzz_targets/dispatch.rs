@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use displayd::device::bochs::Removal;
-use displayd::device::emulated::{Config, EmulatedDevice};
+use displayd_testkit::emulated::{Config, EmulatedDevice};
 use displayd::kms::codec::ioctl;
-use displayd::platform::host::kernel::Kernel;
-use displayd::platform::host::{drm, plug};
+use displayd_testkit::kernel::Kernel;
+use displayd_testkit::{drm, plug};
 use displayd::scheme::DisplayScheme;
 use libfuzzer_sys::fuzz_target;
 
@@ -82,7 +82,7 @@ fuzz_target!(|script: &[u8]| {
 });
 
 /// A 640x480 framebuffer set on the client's CRTC; its id.
-fn show(fd: &displayd::platform::host::kernel::Fd) -> Option<u32> {
+fn show(fd: &displayd_testkit::kernel::Fd) -> Option<u32> {
     let connector = drm::get_connector(fd, 21, true).ok()?;
     let mode = (0..connector.modes.len()).find(|&i| connector.size(i) == Some((640, 480))).unwrap_or(0);
     let (w, h) = connector.size(mode).unwrap_or((640, 480));

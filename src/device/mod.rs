@@ -1,15 +1,12 @@
 //! Hardware: everything that touches the Bochs adapter's registers and VRAM.
 //!
-//! `mmio` is the only way to the BARs, `regs` names them, `edid` reads (and, for the emulated
-//! device, writes) monitor descriptions, `bochs` programs the adapter, `host_mapping` maps memory
-//! on Linux hosts, `words` is how threads of one process share memory without racing, and
-//! `emulated` is a software Bochs device for Linux hosts whose removal revokes its mappings, so a
-//! use-after-unplug crashes instead of passing.
+//! `mmio` is the only way to the BARs, `regs` names them, `edid` reads (and, for the test kit's
+//! emulated device, writes) monitor descriptions, `bochs` programs the adapter, `host_mapping`
+//! maps memory on Linux hosts (BAR files, dumb buffers, and the emulated device's VRAM), and
+//! `words` is how threads of one process share memory without racing.
 
 pub mod bochs;
 pub mod edid;
-#[cfg(not(target_os = "redox"))]
-pub mod emulated;
 #[cfg(not(target_os = "redox"))]
 pub mod host_mapping;
 pub mod mmio;

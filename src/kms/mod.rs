@@ -509,27 +509,110 @@ fn full(fb: &Framebuffer) -> crate::device::bochs::Rect {
     crate::device::bochs::Rect { x: 0, y: 0, width: fb.width, height: fb.height }
 }
 
-#[cfg(all(test, not(target_os = "redox")))]
+#[cfg(test)]
 mod tests {
-    use crate::device::emulated::{Config, EmulatedDevice};
-    use crate::platform::host::kernel::Kernel;
-    use crate::platform::host::{drm, plug};
-    use crate::scheme::DisplayScheme;
+    use super::codec::ioctl;
+    use super::*;
+    use crate::device::bochs::{DeviceError, Health, Rect, Removal, Source};
+    use crate::device::edid::Mode;
+    use crate::device::mmio::Shared;
+
+    /// An adapter of which these tests need only the answers a framebuffer's life asks for: no
+    /// EDID, present, and a size limit.
+    struct Headless;
+
+    impl Adapter for Headless {
+        fn name(&self) -> &'static str {
+            "headless"
+        }
+        fn description(&self) -> &'static str {
+            "no screen"
+        }
+        fn modes(&self) -> &[Mode] {
+            &[]
+        }
+        fn edid(&self) -> Option<&[u8]> {
+            None
+        }
+        fn max_size(&self) -> (u32, u32) {
+            (1024, 1024)
+        }
+        fn set_mode(&self, _: u16, _: u16) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn disable(&self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn clear(&self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn blank(&self, _: bool) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn blit(&self, _: Source<'_>, _: Rect) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn flip(&self, _: Source<'_>) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn is_unplugged(&self) -> bool {
+            false
+        }
+        fn health(&self) -> Health {
+            Health::Present
+        }
+        fn unplug(&self, _: Removal) -> bool {
+            true
+        }
+    }
+
+    /// Dumb buffers in plain heap memory (nothing maps them here).
+    struct Heap;
+
+    impl BufferMemory for Vec<u8> {
+        fn address(&self) -> usize {
+            self.as_ptr() as usize
+        }
+        fn len(&self) -> usize {
+            Vec::len(self)
+        }
+        fn shared(&self) -> Shared<'_> {
+            Shared::from(&self[..])
+        }
+    }
+
+    impl Allocator for Heap {
+        fn allocate(&self, len: usize) -> syscall::error::Result<Arc<dyn BufferMemory>> {
+            Ok(Arc::new(vec![0u8; len]))
+        }
+    }
+
+    /// ADD_FB of a 64×64 XRGB8888 framebuffer on dumb buffer `handle`.
+    fn add_fb(kms: &Kms, file: FileId, handle: u32) -> syscall::error::Result<u32> {
+        let mut p = [0u8; 28];
+        for (at, value) in [(4, 64), (8, 64), (12, 256), (16, 32), (20, 24), (24, handle)] {
+            p[at..at + 4].copy_from_slice(&u32::to_le_bytes(value));
+        }
+        kms.call(file, ioctl::ADD_FB, &mut p)?;
+        Ok(u32::from_le_bytes(p[..4].try_into().unwrap()))
+    }
 
     #[test]
     fn object_ids_run_out_with_enospc_and_never_wrap_onto_live_objects() {
-        let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-        let slot = EmulatedDevice::new(Config::default()).unwrap();
-        let device = plug(&kernel, &slot, 1, || {}).unwrap();
-        let fd = kernel.open("v2/3", 1000).unwrap();
-        let dumb = drm::create_dumb(&fd, 64, 64).unwrap();
-        let first = drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).unwrap();
+        let kms = Kms::new(Arc::new(Headless), Arc::new(Heap), "pci:0000:00:02.0".into());
+        let file = kms.open(3);
+        let mut dumb = [0u8; 32];
+        for (at, value) in [(0, 64), (4, 64), (8, 32)] {
+            dumb[at..at + 4].copy_from_slice(&u32::to_le_bytes(value));
+        }
+        kms.call(file, ioctl::CREATE_DUMB, &mut dumb).unwrap();
+        let handle = u32::from_le_bytes(dumb[16..20].try_into().unwrap());
+        let first = add_fb(&kms, file, handle).unwrap();
         // Stands for ~4 billion ADD_FB/RM_FB pairs.
-        device.kms.lock().next_id = u32::MAX - 1;
-        assert_eq!(drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).unwrap(), u32::MAX - 1);
-        let refused = drm::add_fb(&fd, 64, 64, dumb.pitch, 24, dumb.handle).map(drop).unwrap_err();
-        assert_eq!(refused.errno, syscall::error::ENOSPC);
-        assert_eq!(device.kms.live_objects().0, 2, "no framebuffer was replaced");
-        drm::rm_fb(&fd, first).unwrap();
+        kms.lock().next_id = u32::MAX - 1;
+        assert_eq!(add_fb(&kms, file, handle).unwrap(), u32::MAX - 1);
+        assert_eq!(add_fb(&kms, file, handle).unwrap_err().errno, syscall::error::ENOSPC);
+        assert_eq!(kms.live_objects().0, 2, "no framebuffer was replaced");
+        kms.call(file, ioctl::RM_FB, &mut first.to_le_bytes()).unwrap();
     }
 }

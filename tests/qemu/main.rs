@@ -1,7 +1,8 @@
 //! The end-to-end test on QEMU's own Bochs device models (issue #7), one test per model.
 //!
-//! A Linux guest (Debian's kernel, busybox, and displayd built static) boots under TCG with the
-//! adapter on a PCIe root port. In it, `displayd guest` binds the adapter through sysfs and an
+//! A Linux guest (Debian's kernel, busybox, and the test kit's `guest`, displayd's Linux platform
+//! with in-process clients, built static) boots under TCG with the adapter on a PCIe root port. In
+//! it, `guest` binds the adapter through sysfs and an
 //! Orbital-like client draws test pattern 1; the host reads the real scanout with QMP `screendump`
 //! and compares every pixel. The host then hot-unplugs the adapter with `device_del` while the client
 //! draws: displayd must notice, unplug, and keep the client's handle answering. A new adapter is
@@ -31,8 +32,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use displayd::platform::linux::guest::{progress_line, MARK};
-use displayd::platform::test_pattern::test_pattern;
+use displayd::linux::hotplug::{progress_line, MARK};
+use displayd_testkit::test_pattern::test_pattern;
 use serde_json::json;
 
 use common::qmp::Qmp;
@@ -260,7 +261,7 @@ fn kernel() -> Result<PathBuf, String> {
     }
 }
 
-/// displayd built static for the guest, once per test run.
+/// The test kit's `guest` built static, once per test run.
 fn guest_binary() -> Result<&'static Path, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -273,8 +274,10 @@ fn guest_binary() -> Result<&'static Path, String> {
                     "build",
                     "--release",
                     "--no-default-features",
+                    "--package",
+                    "displayd-testkit",
                     "--bin",
-                    "displayd",
+                    "guest",
                     "--target",
                     target,
                 ])
@@ -285,7 +288,7 @@ fn guest_binary() -> Result<&'static Path, String> {
                 .status()
                 .map_err(|e| format!("cargo: {e}"))?;
             match status.success() {
-                true => Ok(target_dir.join(target).join("release/displayd")),
+                true => Ok(target_dir.join(target).join("release/guest")),
                 false => Err(format!("the static guest build failed ({status})")),
             }
         })
@@ -332,19 +335,19 @@ const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
-/displayd guest
-echo \"init: displayd exited with status $?\"
+/guest
+echo \"init: guest exited with status $?\"
 /bin/busybox poweroff -f
 ";
 
-fn initramfs(displayd: &Path) -> Result<Vec<u8>, String> {
+fn initramfs(guest: &Path) -> Result<Vec<u8>, String> {
     let mut archive = initramfs::Archive::default();
     for directory in ["bin", "dev", "proc", "sys"] {
         archive.directory(directory);
     }
     archive.file("bin/busybox", 0o755, &busybox()?);
-    let binary = std::fs::read(displayd).map_err(|e| format!("{}: {e}", displayd.display()))?;
-    archive.file("displayd", 0o755, &binary);
+    let binary = std::fs::read(guest).map_err(|e| format!("{}: {e}", guest.display()))?;
+    archive.file("guest", 0o755, &binary);
     archive.file("init", 0o755, INIT.as_bytes());
     Ok(archive.finish())
 }

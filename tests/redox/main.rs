@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use common::qmp::Qmp;
 use common::screen::{read_ppm, save_png};
 use common::Qemu;
-use displayd::platform::test_pattern::test_pattern;
+use displayd_testkit::test_pattern::test_pattern;
 use serde_json::{json, Value};
 
 /// Generous: a cold TCG boot on a loaded 2-core machine.

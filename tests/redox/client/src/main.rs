@@ -22,7 +22,7 @@
 //! Every answer displayd gives is counted per call and reported (`answers: ...`), so the host can
 //! check that no answer would make Orbital or fbcond crash.
 
-#[path = "../../../../src/platform/test_pattern.rs"]
+#[path = "../../../../testkit/src/test_pattern.rs"]
 mod test_pattern;
 
 use std::collections::BTreeMap;

@@ -13,11 +13,11 @@
 use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
-use super::edid::{self, Mode};
-use super::host_mapping::HostMapping;
-use super::mmio::{Mmio, RegisterFile, Vram, Width};
-use super::regs;
-use super::words;
+use displayd::device::edid::{self, Mode};
+use displayd::device::host_mapping::HostMapping;
+use displayd::device::mmio::{Mmio, RegisterFile, Vram, Width};
+use displayd::device::regs;
+use displayd::device::words;
 
 /// How the emulated device is built.
 #[derive(Clone, Debug)]

@@ -1,5 +1,5 @@
 //! The test patterns the end-to-end clients draw and the host compares pixel for pixel: the QEMU
-//! Linux-guest test (`platform::linux::guest`) and the Redox test client (`tests/redox/client`,
+//! Linux-guest scenario (`guest`) and the Redox test client (`tests/redox/client`,
 //! which includes this file by path, so it must stay free of crate imports).
 
 /// The colour (red, green, blue) of pixel (`x`, `y`) in test pattern `number`. Every channel of
@@ -7,7 +7,7 @@
 /// byte order or device shows up in an exact comparison.
 ///
 /// ```
-/// use displayd::platform::test_pattern::test_pattern;
+/// use displayd_testkit::test_pattern::test_pattern;
 /// assert_ne!(test_pattern(1, 10, 20), test_pattern(2, 10, 20));
 /// assert_ne!(test_pattern(1, 10, 20), test_pattern(3, 10, 20));
 /// assert_ne!(test_pattern(1, 10, 20), test_pattern(1, 11, 20));

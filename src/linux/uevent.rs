@@ -25,7 +25,7 @@ impl Uevent {
     /// `DEVPATH` entries, when present, win over the header.
     ///
     /// ```
-    /// use displayd::platform::linux::uevent::Uevent;
+    /// use displayd::linux::uevent::Uevent;
     /// let event = Uevent::parse(b"remove@/devices/p/0000:01:00.0\0ACTION=remove\0SUBSYSTEM=pci\0PCI_SLOT_NAME=0000:01:00.0\0")
     ///     .unwrap();
     /// assert_eq!(event.action, "remove");

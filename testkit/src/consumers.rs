@@ -2,8 +2,8 @@
 //! the scheme, with their failure rules: where the real consumer would panic, these return
 //! [`ConsumerError::WouldPanic`], so a test can prove displayd never drives them there.
 
-use super::drm::{self, cap, Connector, Dumb};
-use super::kernel::{Fd, Kernel, Mapping};
+use crate::drm::{self, cap, Connector, Dumb};
+use crate::kernel::{Fd, Kernel, Mapping};
 
 /// Which consumer's rules apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

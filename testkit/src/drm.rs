@@ -3,8 +3,8 @@
 
 use syscall::error::{Error, Result, EINVAL};
 
-use super::kernel::Fd;
-use crate::kms::codec::{ioctl, MODE_INFO_BYTES};
+use crate::kernel::Fd;
+use displayd::kms::codec::{ioctl, MODE_INFO_BYTES};
 
 /// GET_CAP ids.
 pub mod cap {

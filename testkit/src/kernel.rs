@@ -18,8 +18,8 @@ use syscall::error::{Error, Result, EINVAL};
 use syscall::flag::{MapFlags, MunmapFlags};
 use syscall::schemev2::NewFdFlags;
 
-use crate::kms::BufferMemory;
-use crate::scheme::DisplayScheme;
+use displayd::kms::BufferMemory;
+use displayd::scheme::DisplayScheme;
 
 /// The kernel side: the scheme and its root handle.
 #[derive(Clone)]
@@ -154,7 +154,7 @@ impl Fd {
     pub fn mmap(&self, offset: u64, len: usize) -> Result<Mapping> {
         let scheme = self.0.kernel.scheme();
         let address = scheme.mmap_prep(self.0.id, offset, len, MapFlags::MAP_SHARED, &caller(self.0.uid))?;
-        if address % crate::kms::PAGE != 0 {
+        if address % displayd::kms::PAGE != 0 {
             return Err(Error::new(EINVAL)); // the kernel refuses an unaligned answer
         }
         let (memory, within) = scheme.lend(self.0.id, offset, len)?;

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use orbclient::{Color, Mode, Renderer};
 
-use super::consumers::{Consumer, ConsumerDisplay, ConsumerError};
-use super::kernel::Kernel;
-use super::plug;
-use crate::device::bochs::{Rect, Removal};
-use crate::device::emulated::{Config, EmulatedDevice, Image, YankedReads};
-use crate::device_object::{DeviceObject, Gone};
-use crate::scheme::DisplayScheme;
+use crate::consumers::{Consumer, ConsumerDisplay, ConsumerError};
+use crate::emulated::{Config, EmulatedDevice, Image, YankedReads};
+use crate::kernel::Kernel;
+use crate::plug;
+use displayd::device::bochs::{Rect, Removal};
+use displayd::device_object::{DeviceObject, Gone};
+use displayd::scheme::DisplayScheme;
 
 /// What one compositor saw.
 #[derive(Debug, Default, Clone, Copy)]

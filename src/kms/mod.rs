@@ -1,8 +1,8 @@
 //! The display object model: one connector, encoder, CRTC and primary plane (Bochs has one output),
 //! framebuffers, per-file dumb buffers and per-VT state, plus the DRM ioctls: their wire structs
-//! ([`wire`]), their payload format and table, one row per ioctl ([`codec`]), and their handlers.
-//! Pure: no I/O and no `unsafe`; hardware is reached through [`Adapter`], buffer memory through
-//! [`Allocator`].
+//! ([`wire`]), their payload format ([`codec`]), and their table, one row per ioctl
+//! ([`codec::ioctl`]), kept beside the handlers the rows name. Pure: no I/O and no `unsafe`;
+//! hardware is reached through [`Adapter`], buffer memory through [`Allocator`].
 //!
 //! Guarantees:
 //! * Every client input gets an errno, never a panic, and cannot reach another file's dumb buffers

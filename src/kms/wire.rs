@@ -6,8 +6,8 @@
 //! Guarantees: every struct has alignment 1 and no padding (zerocopy's derives check both at
 //! compile time), so each can be viewed in place at any offset of a client's payload and read or
 //! written without `unsafe`; where C has implicit padding, the struct names it (`pad`) so the sizes
-//! equal the reference's. The server ([`super::ioctls`]) and the stand-in client
-//! (`platform::host::drm`) both use these, so the two cannot disagree on a layout.
+//! equal the reference's. The server (the handlers [`super::codec::ioctl`]'s rows name) and the
+//! stand-in client (`platform::host::drm`) both use these, so the two cannot disagree on a layout.
 
 use zerocopy::little_endian::{I32, U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -41,7 +41,7 @@ macro_rules! wire_structs {
     ($($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* })*) => {
         $(
             $(#[$meta])*
-            #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
             #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
             #[repr(C)]
             pub struct $name { $($(#[$field_meta])* pub $field: $ty,)* }

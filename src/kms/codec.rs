@@ -11,15 +11,19 @@
 //! count-probe convention: [`Payload::put`] writes what fits and reports the real total in the
 //! array's count field.
 
+use std::marker::PhantomData;
+
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use syscall::error::{Error, Result, EINVAL};
 
-/// What a fixed part must be: a [`super::wire`] struct, viewable in place at any offset.
-pub trait Fixed: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + 'static {}
-
-impl<T: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + 'static> Fixed for T {}
+/// A fixed part: a [`super::wire`] struct, viewable in place at any offset, with the counted arrays
+/// that follow it.
+pub trait Fixed: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + Sized + 'static {
+    /// Its arrays, in wire order.
+    const ARRAYS: &'static [Array<Self>];
+}
 
 /// A count field of a fixed part: a `u32`, or a `u64` for C's `size_t` lengths.
 pub trait CountField {
@@ -59,6 +63,20 @@ pub struct Array<T: 'static> {
     pub element: usize,
 }
 
+/// Names array `index` of fixed part `T`, whose elements are `E`s: what handlers pass to
+/// [`Payload::put`] and [`Payload::elements`]. Made only by [`super::wire`], from the same list as
+/// `T`'s [`Fixed::ARRAYS`], so the element type always matches.
+pub struct ArrayOf<T, E> {
+    index: usize,
+    types: PhantomData<fn() -> (T, E)>,
+}
+
+impl<T, E> ArrayOf<T, E> {
+    pub(super) const fn new(index: usize) -> Self {
+        ArrayOf { index, types: PhantomData }
+    }
+}
+
 /// The most arrays one payload has (GET_CONNECTOR, MODE_CARD_RES).
 const MAX_ARRAYS: usize = 4;
 
@@ -67,46 +85,41 @@ const MAX_ARRAYS: usize = 4;
 /// # Examples
 ///
 /// ```
-/// use displayd::kms::codec::{Array, Payload};
+/// use displayd::kms::codec::Payload;
 /// use displayd::kms::wire::GetPlaneRes;
 /// use zerocopy::little_endian::U32;
 ///
-/// const ARRAYS: &[Array<GetPlaneRes>] = &[Array { count: |f| &mut f.count_planes, element: 4 }];
-///
 /// // GET_PLANE_RES probing with count 0: no array bytes follow.
 /// let mut bytes = [0u8; 4];
-/// let mut payload = Payload::parse(&mut bytes, ARRAYS).unwrap();
-/// payload.put(0, [U32::new(18)]).unwrap();
+/// let mut payload = Payload::<GetPlaneRes>::parse(&mut bytes).unwrap();
+/// payload.put(GetPlaneRes::PLANES, [U32::new(18)]).unwrap();
 /// assert_eq!(payload.fixed().count_planes.get(), 1, "the real count, for the second call");
 ///
 /// // A payload whose length disagrees with its counts is refused.
 /// let mut short = [1u8, 0, 0, 0];
-/// assert!(Payload::parse(&mut short, ARRAYS).is_err());
+/// assert!(Payload::<GetPlaneRes>::parse(&mut short).is_err());
 /// ```
 ///
 /// # Invariants
 ///
-/// * `rest.len() == Σ counts[i] × arrays[i].element`, and array `i` occupies
-///   `starts[i] .. starts[i] + counts[i] × arrays[i].element` of `rest`.
+/// * `rest.len() == Σ counts[i] × T::ARRAYS[i].element`, and array `i` occupies
+///   `starts[i] .. starts[i] + counts[i] × T::ARRAYS[i].element` of `rest`.
 pub struct Payload<'a, T: 'static> {
     fixed: &'a mut T,
-    arrays: &'static [Array<T>],
     rest: &'a mut [u8],
     starts: [usize; MAX_ARRAYS],
     counts: [usize; MAX_ARRAYS],
 }
 
 impl<'a, T: Fixed> Payload<'a, T> {
-    /// Checks `bytes` against `T` and `arrays`: EINVAL if it is shorter than the fixed part, if an
+    /// Checks `bytes` against `T` and its arrays: EINVAL if it is shorter than the fixed part, if an
     /// array would run past the end, or if bytes are left over.
-    pub fn parse(bytes: &'a mut [u8], arrays: &'static [Array<T>]) -> Result<Self> {
+    pub fn parse(bytes: &'a mut [u8]) -> Result<Self> {
+        const { assert!(T::ARRAYS.len() <= MAX_ARRAYS, "a fixed part with more arrays than MAX_ARRAYS") };
         let (fixed, rest) = T::mut_from_prefix(bytes).map_err(|_| Error::new(EINVAL))?;
-        if arrays.len() > MAX_ARRAYS {
-            return Err(Error::new(EINVAL));
-        }
-        let mut payload = Payload { fixed, arrays, rest, starts: [0; MAX_ARRAYS], counts: [0; MAX_ARRAYS] };
+        let mut payload = Payload { fixed, rest, starts: [0; MAX_ARRAYS], counts: [0; MAX_ARRAYS] };
         let mut end = 0usize;
-        for (i, array) in arrays.iter().enumerate() {
+        for (i, array) in T::ARRAYS.iter().enumerate() {
             let count =
                 usize::try_from((array.count)(payload.fixed).get()).map_err(|_| Error::new(EINVAL))?;
             let len = count.checked_mul(array.element).ok_or(Error::new(EINVAL))?;
@@ -128,38 +141,33 @@ impl<'a, T: Fixed> Payload<'a, T> {
     /// Where array `index` lies in `rest`.
     fn span(&self, index: usize) -> std::ops::Range<usize> {
         let start = self.starts[index];
-        start..start + self.counts[index] * self.arrays[index].element
+        start..start + self.counts[index] * T::ARRAYS[index].element
     }
 
-    /// The elements of array `index`, viewed in place; EINVAL if `E` is not its element type's size
-    /// (a handler disagreeing with its table row, which the tests would show).
-    pub fn elements<E: FromBytes + KnownLayout + Immutable + Unaligned>(&self, index: usize) -> Result<&[E]> {
-        let element = self.arrays[index].element;
-        if size_of::<E>() != element {
-            return Err(Error::new(EINVAL));
-        }
-        <[E]>::ref_from_bytes(&self.rest[self.span(index)]).map_err(|_| Error::new(EINVAL))
+    /// The elements of `array`, viewed in place.
+    pub fn elements<E>(&self, array: ArrayOf<T, E>) -> Result<&[E]>
+    where
+        E: FromBytes + KnownLayout + Immutable + Unaligned,
+    {
+        // Cannot fail: `parse` sized the span in whole `E`s.
+        <[E]>::ref_from_bytes(&self.rest[self.span(array.index)]).map_err(|_| Error::new(EINVAL))
     }
 
-    /// Fills array `index` with as many of `items` as fit and sets its count field to the real
-    /// total (the count-probe convention); EINVAL if `E` is not its element type's size.
-    pub fn put<E, I>(&mut self, index: usize, items: I) -> Result<()>
+    /// Fills `array` with as many of `items` as fit and sets its count field to the real total
+    /// (the count-probe convention); EINVAL if the count field cannot hold the total.
+    pub fn put<E, I>(&mut self, array: ArrayOf<T, E>, items: I) -> Result<()>
     where
         E: IntoBytes + Immutable,
         I: IntoIterator<Item = E>,
         I::IntoIter: ExactSizeIterator,
     {
-        let element = self.arrays[index].element;
-        if size_of::<E>() != element {
-            return Err(Error::new(EINVAL));
-        }
         let items = items.into_iter();
         let total = items.len();
-        let span = self.span(index);
-        for (out, item) in self.rest[span].chunks_exact_mut(element).zip(items) {
+        let span = self.span(array.index);
+        for (out, item) in self.rest[span].chunks_exact_mut(size_of::<E>()).zip(items) {
             out.copy_from_slice(item.as_bytes());
         }
-        (self.arrays[index].count)(self.fixed).set(total)
+        (T::ARRAYS[array.index].count)(self.fixed).set(total)
     }
 }
 
@@ -170,12 +178,7 @@ pub use super::ioctls::ioctl;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kms::wire::{ClipRect, FbDirtyCmd, ObjGetProperties, Version};
-
-    const PROPERTIES: &[Array<ObjGetProperties>] = &[
-        Array { count: |f| &mut f.count_props, element: 4 },
-        Array { count: |f| &mut f.count_props, element: 8 },
-    ];
+    use crate::kms::wire::{FbDirtyCmd, ObjGetProperties, Version};
 
     #[test]
     fn fixed_parts_match_the_reference_table() {
@@ -201,9 +204,9 @@ mod tests {
         // OBJ_GET_PROPERTIES with 2 props: 12 fixed bytes, 2 u32 ids, then 2 u64 values at offset 20.
         let mut bytes = vec![0u8; 12 + 8 + 16];
         bytes[0] = 2;
-        let mut payload = Payload::parse(&mut bytes, PROPERTIES).unwrap();
-        payload.put(0, [5, 7, 9].map(U32::new)).unwrap();
-        payload.put(1, [u64::MAX, 1, 2].map(U64::new)).unwrap();
+        let mut payload = Payload::<ObjGetProperties>::parse(&mut bytes).unwrap();
+        payload.put(ObjGetProperties::PROPS, [5, 7, 9].map(U32::new)).unwrap();
+        payload.put(ObjGetProperties::PROP_VALUES, [u64::MAX, 1, 2].map(U64::new)).unwrap();
         assert_eq!(payload.fixed().count_props.get(), 3);
         assert_eq!(&bytes[12..20], &[5, 0, 0, 0, 7, 0, 0, 0]);
         assert_eq!(&bytes[20..28], &u64::MAX.to_le_bytes());
@@ -211,19 +214,8 @@ mod tests {
     }
 
     #[test]
-    fn an_element_type_of_the_wrong_size_is_einval_not_a_panic() {
-        let mut bytes = vec![0u8; 12 + 4 + 8];
-        bytes[0] = 1;
-        let mut payload = Payload::parse(&mut bytes, PROPERTIES).unwrap();
-        assert_eq!(payload.put(1, [U32::new(1)]).unwrap_err().errno, EINVAL);
-        assert_eq!(payload.elements::<U64>(0).unwrap_err().errno, EINVAL);
-    }
-
-    #[test]
     fn short_long_and_inconsistent_payloads_are_einval() {
-        const CLIPS: &[Array<FbDirtyCmd>] =
-            &[Array { count: |f| &mut f.num_clips, element: size_of::<ClipRect>() }];
-        let parse = |bytes: &mut [u8]| Payload::parse(bytes, CLIPS).err().map(|e| e.errno);
+        let parse = |bytes: &mut [u8]| Payload::<FbDirtyCmd>::parse(bytes).err().map(|e| e.errno);
         assert_eq!(parse(&mut [0u8; 15]), Some(EINVAL), "short fixed part");
         assert_eq!(parse(&mut [0u8; 17]), Some(EINVAL), "bytes left over");
         let mut clips = [0u8; 16 + 8];
@@ -232,14 +224,9 @@ mod tests {
         let mut huge = [0u8; 16];
         huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(parse(&mut huge), Some(EINVAL));
-        const NAMES: &[Array<Version>] = &[
-            Array { count: |f| &mut f.name_len, element: 1 },
-            Array { count: |f| &mut f.date_len, element: 1 },
-            Array { count: |f| &mut f.desc_len, element: 1 },
-        ];
         let mut version = [0u8; 40];
         version[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(Payload::parse(&mut version, NAMES).is_err(), "overflow");
+        assert!(Payload::<Version>::parse(&mut version).is_err(), "overflow");
         assert!(parse(&mut [0u8; 16]).is_none(), "no clips is fine");
     }
 }

@@ -11,10 +11,10 @@ use zerocopy::FromZeros;
 use super::codec::Payload;
 use super::props::{self, object};
 use super::wire::{
-    cap, client_cap, CardRes, ClipRect, CloseFb, ConnectorSetProperty, CreateDumb, Crtc, CrtcPageFlip,
-    DestroyDumb, FbCmd, FbCmd2, FbDirtyCmd, GetBlob, GetCap, GetConnector, GetEncoder, GetPlane, GetPlaneRes,
-    GetProperty, MapDumb, ModeInfo, ObjGetProperties, PropertyEnum, RmFb, SetClientCap, SetPlane, SetVersion,
-    Unique, Version,
+    cap, client_cap, CardRes, CloseFb, ConnectorSetProperty, CreateDumb, Crtc, CrtcPageFlip, DestroyDumb,
+    FbCmd, FbCmd2, FbDirtyCmd, GetBlob, GetCap, GetConnector, GetEncoder, GetPlane, GetPlaneRes, GetProperty,
+    MapDumb, ModeInfo, ObjGetProperties, PropertyEnum, RmFb, SetClientCap, SetPlane, SetVersion, Unique,
+    Version,
 };
 use super::{
     full, ids, DumbBuffer, FileId, Format, Framebuffer, Kms, Plane, State, DUMB_WINDOW,
@@ -28,11 +28,9 @@ use ioctl::AfterUnplug;
 /// element type), the handler and what the ioctl does once the device is unplugged. A new ioctl is
 /// one more row (and its handler).
 pub mod ioctl {
-    use zerocopy::little_endian::{U32, U64};
-
     use syscall::error::Result;
 
-    use super::super::codec::{Array, Payload};
+    use super::super::codec::Payload;
     use super::super::wire::*;
     use super::super::{FileId, Kms};
     use super::Call;
@@ -66,7 +64,7 @@ pub mod ioctl {
     macro_rules! table {
         ($(
             $(#[$doc:meta])*
-            $name:ident = $nr:literal, $fixed:ty [$($count:ident => $element:ty),*], $handler:path, $after_unplug:ident;
+            $name:ident = $nr:literal, $fixed:ty, $handler:path, $after_unplug:ident;
         )*) => {
             $($(#[$doc])* pub const $name: u64 = $nr;)*
 
@@ -76,9 +74,7 @@ pub mod ioctl {
                 fixed: size_of::<$fixed>(),
                 after_unplug: AfterUnplug::$after_unplug,
                 serve: |kms, file, bytes| {
-                    const ARRAYS: &[Array<$fixed>] =
-                        &[$(Array { count: |fixed| &mut fixed.$count, element: size_of::<$element>() }),*];
-                    let mut payload = Payload::parse(bytes, ARRAYS)?;
+                    let mut payload = Payload::<$fixed>::parse(bytes)?;
                     kms.with_call(file, |call| $handler(call, &mut payload))
                 },
             }),*];
@@ -87,71 +83,65 @@ pub mod ioctl {
 
     table! {
         /// DRM_IOCTL_VERSION.
-        VERSION = 0x00, Version [name_len => u8, date_len => u8, desc_len => u8], Call::version, Enodev;
+        VERSION = 0x00, Version, Call::version, Enodev;
         /// DRM_IOCTL_GET_UNIQUE.
-        GET_UNIQUE = 0x01, Unique [unique_len => u8], Call::get_unique, Enodev;
+        GET_UNIQUE = 0x01, Unique, Call::get_unique, Enodev;
         /// DRM_IOCTL_SET_VERSION.
-        SET_VERSION = 0x07, SetVersion [], Call::set_version, Enodev;
+        SET_VERSION = 0x07, SetVersion, Call::set_version, Enodev;
         /// DRM_IOCTL_GET_CAP.
-        GET_CAP = 0x0c, GetCap [], Call::get_cap, Enodev;
+        GET_CAP = 0x0c, GetCap, Call::get_cap, Enodev;
         /// DRM_IOCTL_SET_CLIENT_CAP.
-        SET_CLIENT_CAP = 0x0d, SetClientCap [], Call::set_client_cap, Enodev;
+        SET_CLIENT_CAP = 0x0d, SetClientCap, Call::set_client_cap, Enodev;
         /// DRM_IOCTL_MODE_GETRESOURCES.
-        MODE_CARD_RES = 0xa0, CardRes
-            [count_fbs => U32, count_crtcs => U32, count_connectors => U32, count_encoders => U32],
-            Call::card_res, Enodev;
+        MODE_CARD_RES = 0xa0, CardRes, Call::card_res, Enodev;
         /// DRM_IOCTL_MODE_GETCRTC.
-        GET_CRTC = 0xa1, Crtc [count_connectors => U32], Call::get_crtc, Enodev;
+        GET_CRTC = 0xa1, Crtc, Call::get_crtc, Enodev;
         /// DRM_IOCTL_MODE_SETCRTC.
-        SET_CRTC = 0xa2, Crtc [count_connectors => U32], Call::set_crtc, Enodev;
+        SET_CRTC = 0xa2, Crtc, Call::set_crtc, Enodev;
         /// DRM_IOCTL_MODE_CURSOR.
-        CURSOR = 0xa3, Cursor [], Call::cursor, Enodev;
+        CURSOR = 0xa3, Cursor, Call::cursor, Enodev;
         /// DRM_IOCTL_MODE_GETENCODER.
-        GET_ENCODER = 0xa6, GetEncoder [], Call::get_encoder, Enodev;
+        GET_ENCODER = 0xa6, GetEncoder, Call::get_encoder, Enodev;
         /// DRM_IOCTL_MODE_GETCONNECTOR.
-        GET_CONNECTOR = 0xa7, GetConnector
-            [count_encoders => U32, count_modes => ModeInfo, count_props => U32, count_props => U64],
-            Call::get_connector, Served;
+        GET_CONNECTOR = 0xa7, GetConnector, Call::get_connector, Served;
         /// DRM_IOCTL_MODE_GETPROPERTY.
-        GET_PROPERTY = 0xaa, GetProperty [count_values => U64, count_enum_blobs => PropertyEnum],
-            Call::get_property, Enodev;
+        GET_PROPERTY = 0xaa, GetProperty, Call::get_property, Enodev;
         /// DRM_IOCTL_MODE_SETPROPERTY.
-        SET_PROPERTY = 0xab, ConnectorSetProperty [], Call::set_property, Enodev;
+        SET_PROPERTY = 0xab, ConnectorSetProperty, Call::set_property, Enodev;
         /// DRM_IOCTL_MODE_GETPROPBLOB.
-        GET_PROP_BLOB = 0xac, GetBlob [length => u8], Call::get_prop_blob, Enodev;
+        GET_PROP_BLOB = 0xac, GetBlob, Call::get_prop_blob, Enodev;
         /// DRM_IOCTL_MODE_GETFB.
-        GET_FB = 0xad, FbCmd [], Call::get_fb, Enodev;
+        GET_FB = 0xad, FbCmd, Call::get_fb, Enodev;
         /// DRM_IOCTL_MODE_ADDFB.
-        ADD_FB = 0xae, FbCmd [], Call::add_fb, Enodev;
+        ADD_FB = 0xae, FbCmd, Call::add_fb, Enodev;
         /// DRM_IOCTL_MODE_RMFB.
-        RM_FB = 0xaf, RmFb [], Call::rm_fb, Served;
+        RM_FB = 0xaf, RmFb, Call::rm_fb, Served;
         /// DRM_IOCTL_MODE_PAGE_FLIP.
-        PAGE_FLIP = 0xb0, CrtcPageFlip [], Call::page_flip, Enodev;
+        PAGE_FLIP = 0xb0, CrtcPageFlip, Call::page_flip, Enodev;
         /// DRM_IOCTL_MODE_DIRTYFB.
-        DIRTYFB = 0xb1, FbDirtyCmd [num_clips => ClipRect], Call::dirty_fb, Served;
+        DIRTYFB = 0xb1, FbDirtyCmd, Call::dirty_fb, Served;
         /// DRM_IOCTL_MODE_CREATE_DUMB.
-        CREATE_DUMB = 0xb2, CreateDumb [], Call::create_dumb, Enodev;
+        CREATE_DUMB = 0xb2, CreateDumb, Call::create_dumb, Enodev;
         /// DRM_IOCTL_MODE_MAP_DUMB.
-        MAP_DUMB = 0xb3, MapDumb [], Call::map_dumb, Enodev;
+        MAP_DUMB = 0xb3, MapDumb, Call::map_dumb, Enodev;
         /// DRM_IOCTL_MODE_DESTROY_DUMB.
-        DESTROY_DUMB = 0xb4, DestroyDumb [], Call::destroy_dumb, Served;
+        DESTROY_DUMB = 0xb4, DestroyDumb, Call::destroy_dumb, Served;
         /// DRM_IOCTL_MODE_GETPLANERESOURCES.
-        GET_PLANE_RES = 0xb5, GetPlaneRes [count_planes => U32], Call::get_plane_res, Enodev;
+        GET_PLANE_RES = 0xb5, GetPlaneRes, Call::get_plane_res, Enodev;
         /// DRM_IOCTL_MODE_GETPLANE.
-        GET_PLANE = 0xb6, GetPlane [count_format_types => U32], Call::get_plane, Enodev;
+        GET_PLANE = 0xb6, GetPlane, Call::get_plane, Enodev;
         /// DRM_IOCTL_MODE_SETPLANE.
-        SET_PLANE = 0xb7, SetPlane [], Call::set_plane, Enodev;
+        SET_PLANE = 0xb7, SetPlane, Call::set_plane, Enodev;
         /// DRM_IOCTL_MODE_ADDFB2.
-        ADD_FB2 = 0xb8, FbCmd2 [], Call::add_fb2, Enodev;
+        ADD_FB2 = 0xb8, FbCmd2, Call::add_fb2, Enodev;
         /// DRM_IOCTL_MODE_OBJ_GETPROPERTIES.
-        OBJ_GET_PROPERTIES = 0xb9, ObjGetProperties [count_props => U32, count_props => U64],
-            Call::obj_get_properties, Enodev;
+        OBJ_GET_PROPERTIES = 0xb9, ObjGetProperties, Call::obj_get_properties, Enodev;
         /// DRM_IOCTL_MODE_CURSOR2.
-        CURSOR2 = 0xbb, Cursor2 [], Call::cursor, Enodev;
+        CURSOR2 = 0xbb, Cursor2, Call::cursor, Enodev;
         /// DRM_IOCTL_MODE_GETFB2.
-        GET_FB2 = 0xce, FbCmd2 [], Call::get_fb2, Enodev;
+        GET_FB2 = 0xce, FbCmd2, Call::get_fb2, Enodev;
         /// DRM_IOCTL_MODE_CLOSEFB.
-        CLOSE_FB = 0xd0, CloseFb [], Call::close_fb, Served;
+        CLOSE_FB = 0xd0, CloseFb, Call::close_fb, Served;
     }
 }
 
@@ -278,14 +268,14 @@ impl Call<'_> {
         fixed.version_major = 1.into();
         fixed.version_minor = 4.into();
         fixed.version_patchlevel = 0.into();
-        p.put(0, self.kms.adapter.name().bytes())?;
-        p.put(1, *b"0")?;
-        p.put(2, self.kms.adapter.description().bytes())
+        p.put(Version::NAME, self.kms.adapter.name().bytes())?;
+        p.put(Version::DATE, *b"0")?;
+        p.put(Version::DESC, self.kms.adapter.description().bytes())
     }
 
     fn get_unique(&mut self, p: &mut Payload<'_, Unique>) -> Result<()> {
         let unique = if self.state.files[&self.file].unique_set { self.kms.unique.as_bytes() } else { b"" };
-        p.put(0, unique.iter().copied())
+        p.put(Unique::UNIQUE, unique.iter().copied())
     }
 
     /// Accepts what libdrm sends (1.4, or -1 for "any") and what Redox clients send (0.4).
@@ -339,10 +329,10 @@ impl Call<'_> {
             .filter(|(_, fb)| fb.owner == self.file && !fb.closed)
             .map(|(&id, _)| id.into())
             .collect();
-        p.put(0, fbs)?;
-        p.put(1, [U32::new(ids::CRTC)])?;
-        p.put(2, [U32::new(ids::CONNECTOR)])?;
-        p.put(3, [U32::new(ids::ENCODER)])?;
+        p.put(CardRes::FBS, fbs)?;
+        p.put(CardRes::CRTCS, [U32::new(ids::CRTC)])?;
+        p.put(CardRes::CONNECTORS, [U32::new(ids::CONNECTOR)])?;
+        p.put(CardRes::ENCODERS, [U32::new(ids::ENCODER)])?;
         let (max_w, max_h) = self.kms.adapter.max_size();
         let fixed = p.fixed();
         fixed.min_width = 0.into();
@@ -380,7 +370,7 @@ impl Call<'_> {
         if request.crtc_id.get() != ids::CRTC {
             return fail(ENOENT);
         }
-        let connectors = p.elements::<U32>(0)?;
+        let connectors = p.elements(Crtc::CONNECTORS)?;
         let check_connectors = |with_mode: bool| {
             if with_mode == connectors.is_empty() || connectors.len() > 1 {
                 return fail(EINVAL);
@@ -474,12 +464,15 @@ impl Call<'_> {
         }
         let adapter = &self.kms.adapter;
         let saved = self.saved().clone();
-        p.put(0, [U32::new(ids::ENCODER)])?;
-        p.put(1, adapter.modes().iter().map(ModeInfo::from))?;
+        p.put(GetConnector::ENCODERS, [U32::new(ids::ENCODER)])?;
+        p.put(GetConnector::MODES, adapter.modes().iter().map(ModeInfo::from))?;
         let edid_blob = self.state.edid_blob.unwrap_or(0);
         let crtc = if saved.connector_attached { ids::CRTC } else { 0 };
-        p.put(2, [props::EDID, props::DPMS, props::TILE, props::CRTC_ID].map(U32::new))?;
-        p.put(3, [edid_blob.into(), saved.dpms.into(), 0, crtc.into()].map(U64::new))?;
+        p.put(GetConnector::PROPS, [props::EDID, props::DPMS, props::TILE, props::CRTC_ID].map(U32::new))?;
+        p.put(
+            GetConnector::PROP_VALUES,
+            [edid_blob.into(), saved.dpms.into(), 0, crtc.into()].map(U64::new),
+        )?;
         let (mm_w, mm_h) = adapter.edid().map_or((0, 0), |e| (u32::from(e[21]) * 10, u32::from(e[22]) * 10));
         let fixed = p.fixed();
         fixed.encoder_id = if saved.connector_attached { ids::ENCODER } else { 0 }.into();
@@ -502,9 +495,9 @@ impl Call<'_> {
         } else {
             property.enums.iter().map(|&(v, _)| v.into()).collect()
         };
-        p.put(0, values)?;
+        p.put(GetProperty::VALUES, values)?;
         p.put(
-            1,
+            GetProperty::ENUMS,
             property
                 .enums
                 .iter()
@@ -528,7 +521,9 @@ impl Call<'_> {
 
     fn get_prop_blob(&mut self, p: &mut Payload<'_, GetBlob>) -> Result<()> {
         match (self.state.edid_blob, self.kms.adapter.edid()) {
-            (Some(id), Some(edid)) if id == p.fixed().blob_id.get() => p.put(0, edid.iter().copied()),
+            (Some(id), Some(edid)) if id == p.fixed().blob_id.get() => {
+                p.put(GetBlob::DATA, edid.iter().copied())
+            }
             _ => fail(ENOENT),
         }
     }
@@ -729,7 +724,7 @@ impl Call<'_> {
         let id = p.fixed().fb_id.get();
         let fb = self.state.framebuffers.get(&id).filter(|fb| !fb.closed).ok_or(Error::new(ENOENT))?;
         let whole = full(fb);
-        let clips = p.elements::<ClipRect>(0)?;
+        let clips = p.elements(FbDirtyCmd::CLIPS)?;
         let damage = if clips.is_empty() {
             Some(whole)
         } else {
@@ -797,7 +792,7 @@ impl Call<'_> {
     }
 
     fn get_plane_res(&mut self, p: &mut Payload<'_, GetPlaneRes>) -> Result<()> {
-        p.put(0, [U32::new(ids::PLANE)])
+        p.put(GetPlaneRes::PLANES, [U32::new(ids::PLANE)])
     }
 
     fn get_plane(&mut self, p: &mut Payload<'_, GetPlane>) -> Result<()> {
@@ -810,7 +805,7 @@ impl Call<'_> {
         fixed.fb_id = plane.fb.unwrap_or(0).into();
         fixed.possible_crtcs = 1.into();
         fixed.gamma_size = 0.into();
-        p.put(0, [Format::XRGB8888, Format::ARGB8888].map(U32::new))
+        p.put(GetPlane::FORMATS, [Format::XRGB8888, Format::ARGB8888].map(U32::new))
     }
 
     /// Places a framebuffer region on the screen. No scaling: the source size (16.16 fixed point,
@@ -902,8 +897,8 @@ impl Call<'_> {
             }
             _ => return fail(ENOENT),
         };
-        p.put(0, props.into_iter().map(U32::new))?;
-        p.put(1, values.into_iter().map(U64::new))?;
+        p.put(ObjGetProperties::PROPS, props.into_iter().map(U32::new))?;
+        p.put(ObjGetProperties::PROP_VALUES, values.into_iter().map(U64::new))?;
         p.fixed().obj_type = kind.into();
         Ok(())
     }

@@ -12,6 +12,7 @@
 use zerocopy::little_endian::{I32, U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use super::codec::{Array, ArrayOf, Fixed};
 use crate::device::edid::Mode;
 
 /// GET_CAP capability ids.
@@ -36,16 +37,48 @@ pub mod client_cap {
     pub const CURSOR_PLANE_HOTSPOT: u64 = 6;
 }
 
-/// The derives every wire struct has: viewable in place at any offset, with no `unsafe`.
+/// Defines the wire structs, each with the derives that make it viewable in place at any offset
+/// with no `unsafe`. A fixed part also lists the counted arrays that follow it on the wire, in
+/// order (where C has its array pointers), each by name, count field and element type: that makes
+/// it a [`Fixed`] whose arrays the handlers and [`super::codec::Payload`] reach by name.
 macro_rules! wire_structs {
-    ($($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* })*) => {
+    ($(
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* }
+        $(arrays [$($arrays:tt)*])?
+    )*) => {
         $(
             $(#[$meta])*
             #[derive(Clone, Copy, Debug, PartialEq, Eq)]
             #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
             #[repr(C)]
             pub struct $name { $($(#[$field_meta])* pub $field: $ty,)* }
+
+            $(
+                impl Fixed for $name {
+                    const ARRAYS: &'static [Array<Self>] = arrays!(@list $($arrays)*);
+                }
+
+                impl $name {
+                    arrays!(@names $name; 0; $($arrays)*);
+                }
+            )?
         )*
+    };
+}
+
+/// The two halves of a fixed part's `arrays [NAME: count_field => Element, ...]`: the list
+/// [`Payload::parse`](super::codec::Payload::parse) walks, and one typed name per array, numbered
+/// in wire order.
+macro_rules! arrays {
+    (@list $($array:ident: $count:ident => $element:ty),* $(,)?) => {
+        &[$(Array { count: |fixed| &mut fixed.$count, element: size_of::<$element>() }),*]
+    };
+    (@names $name:ident; $index:expr;) => {};
+    (@names $name:ident; $index:expr; $array:ident: $count:ident => $element:ty $(, $($rest:tt)*)?) => {
+        #[doc = concat!("The array counted by `", stringify!($count), "`.")]
+        pub const $array: ArrayOf<$name, $element> = ArrayOf::new($index);
+        arrays!(@names $name; $index + 1; $($($rest)*)?);
     };
 }
 
@@ -101,12 +134,14 @@ wire_structs! {
         /// Bytes of the description array.
         pub desc_len: U64,
     }
+    arrays [NAME: name_len => u8, DATE: date_len => u8, DESC: desc_len => u8]
 
     /// `drm_unique` (GET_UNIQUE); its array: the unique name.
     pub struct Unique {
         /// Bytes of the name array.
         pub unique_len: U64,
     }
+    arrays [UNIQUE: unique_len => u8]
 
     /// `drm_set_version` (SET_VERSION): the interface versions asked for, then granted.
     pub struct SetVersion {
@@ -119,6 +154,7 @@ wire_structs! {
         /// Driver interface minor version.
         pub drm_dd_minor: I32,
     }
+    arrays []
 
     /// `drm_get_cap` (GET_CAP).
     pub struct GetCap {
@@ -127,6 +163,7 @@ wire_structs! {
         /// Its value, written back.
         pub value: U64,
     }
+    arrays []
 
     /// `drm_set_client_cap` (SET_CLIENT_CAP).
     pub struct SetClientCap {
@@ -135,6 +172,7 @@ wire_structs! {
         /// The value asked for.
         pub value: U64,
     }
+    arrays []
 
     /// `drm_mode_card_res` (MODE_CARD_RES); its arrays: framebuffer, CRTC, connector, encoder ids.
     pub struct CardRes {
@@ -155,6 +193,12 @@ wire_structs! {
         /// Largest height.
         pub max_height: U32,
     }
+    arrays [
+        FBS: count_fbs => U32,
+        CRTCS: count_crtcs => U32,
+        CONNECTORS: count_connectors => U32,
+        ENCODERS: count_encoders => U32,
+    ]
 
     /// `drm_mode_crtc` (GET_CRTC, SET_CRTC); its array: the connector ids to drive (SET_CRTC).
     pub struct Crtc {
@@ -175,6 +219,7 @@ wire_structs! {
         /// The mode.
         pub mode: ModeInfo,
     }
+    arrays [CONNECTORS: count_connectors => U32]
 
     /// `drm_mode_cursor` (CURSOR).
     pub struct Cursor {
@@ -193,6 +238,7 @@ wire_structs! {
         /// Dumb buffer holding the image.
         pub handle: U32,
     }
+    arrays []
 
     /// `drm_mode_cursor2` (CURSOR2): CURSOR with a hotspot.
     pub struct Cursor2 {
@@ -215,6 +261,7 @@ wire_structs! {
         /// Hotspot y.
         pub hot_y: I32,
     }
+    arrays []
 
     /// `drm_mode_get_encoder` (GET_ENCODER).
     pub struct GetEncoder {
@@ -229,6 +276,7 @@ wire_structs! {
         /// Bit mask of encoders it can clone.
         pub possible_clones: U32,
     }
+    arrays []
 
     /// `drm_mode_get_connector` (GET_CONNECTOR); its arrays: encoder ids, modes ([`ModeInfo`]),
     /// property ids, property values.
@@ -258,6 +306,12 @@ wire_structs! {
         /// Padding.
         pub pad: U32,
     }
+    arrays [
+        ENCODERS: count_encoders => U32,
+        MODES: count_modes => ModeInfo,
+        PROPS: count_props => U32,
+        PROP_VALUES: count_props => U64,
+    ]
 
     /// `drm_mode_get_property` (GET_PROPERTY); its arrays: values, enum entries ([`PropertyEnum`]).
     pub struct GetProperty {
@@ -272,6 +326,7 @@ wire_structs! {
         /// Enum entries.
         pub count_enum_blobs: U32,
     }
+    arrays [VALUES: count_values => U64, ENUMS: count_enum_blobs => PropertyEnum]
 
     /// `drm_mode_property_enum`: one (value, name) pair of an enum property.
     pub struct PropertyEnum {
@@ -290,6 +345,7 @@ wire_structs! {
         /// The connector.
         pub connector_id: U32,
     }
+    arrays []
 
     /// `drm_mode_get_blob` (GET_PROP_BLOB); its array: the blob's bytes.
     pub struct GetBlob {
@@ -298,6 +354,7 @@ wire_structs! {
         /// Bytes of the data array.
         pub length: U32,
     }
+    arrays [DATA: length => u8]
 
     /// `drm_mode_fb_cmd` (GET_FB, ADD_FB).
     pub struct FbCmd {
@@ -316,12 +373,14 @@ wire_structs! {
         /// Dumb buffer handle.
         pub handle: U32,
     }
+    arrays []
 
     /// The framebuffer id RM_FB takes (a bare `unsigned int` in C).
     pub struct RmFb {
         /// The framebuffer.
         pub fb_id: U32,
     }
+    arrays []
 
     /// `drm_mode_closefb` (CLOSE_FB).
     pub struct CloseFb {
@@ -330,6 +389,7 @@ wire_structs! {
         /// Padding.
         pub pad: U32,
     }
+    arrays []
 
     /// `drm_mode_crtc_page_flip` (PAGE_FLIP).
     pub struct CrtcPageFlip {
@@ -344,6 +404,7 @@ wire_structs! {
         /// Handed back in the completion event.
         pub user_data: U64,
     }
+    arrays []
 
     /// `drm_mode_fb_dirty_cmd` (DIRTYFB); its array: damage clips ([`ClipRect`]).
     pub struct FbDirtyCmd {
@@ -356,6 +417,7 @@ wire_structs! {
         /// Clips.
         pub num_clips: U32,
     }
+    arrays [CLIPS: num_clips => ClipRect]
 
     /// `drm_clip_rect`: a damage rectangle, from (x1, y1) up to, not including, (x2, y2).
     pub struct ClipRect {
@@ -386,6 +448,7 @@ wire_structs! {
         /// Bytes in all, written back.
         pub size: U64,
     }
+    arrays []
 
     /// `drm_mode_map_dumb` (MAP_DUMB).
     pub struct MapDumb {
@@ -396,18 +459,21 @@ wire_structs! {
         /// Its `mmap` offset, written back.
         pub offset: U64,
     }
+    arrays []
 
     /// `drm_mode_destroy_dumb` (DESTROY_DUMB).
     pub struct DestroyDumb {
         /// The dumb buffer.
         pub handle: U32,
     }
+    arrays []
 
     /// `drm_mode_get_plane_res` (GET_PLANE_RES); its array: plane ids.
     pub struct GetPlaneRes {
         /// Plane ids.
         pub count_planes: U32,
     }
+    arrays [PLANES: count_planes => U32]
 
     /// `drm_mode_get_plane` (GET_PLANE); its array: the pixel formats (fourccs) it scans out.
     pub struct GetPlane {
@@ -424,6 +490,7 @@ wire_structs! {
         /// Pixel formats.
         pub count_format_types: U32,
     }
+    arrays [FORMATS: count_format_types => U32]
 
     /// `drm_mode_set_plane` (SET_PLANE). Source coordinates are 16.16 fixed point; note that
     /// `src_h` comes before `src_w`.
@@ -453,6 +520,7 @@ wire_structs! {
         /// Source width.
         pub src_w: U32,
     }
+    arrays []
 
     /// `drm_mode_fb_cmd2` (ADD_FB2, GET_FB2): up to four planes of a pixel format.
     pub struct FbCmd2 {
@@ -477,6 +545,7 @@ wire_structs! {
         /// Format modifier per plane.
         pub modifier: [U64; 4],
     }
+    arrays []
 
     /// `drm_mode_obj_get_properties` (OBJ_GET_PROPERTIES); its arrays: property ids, their values.
     pub struct ObjGetProperties {
@@ -487,6 +556,7 @@ wire_structs! {
         /// Its DRM_MODE_OBJECT_* tag, written back.
         pub obj_type: U32,
     }
+    arrays [PROPS: count_props => U32, PROP_VALUES: count_props => U64]
 
     /// `drm_event_vblank`: the flip-completion event `read` returns.
     pub struct EventVblank {

@@ -4,10 +4,10 @@
 
 use syscall::error::{Error, Result, EINVAL};
 use zerocopy::little_endian::U32;
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use super::kernel::Fd;
-use crate::kms::codec::ioctl;
+use crate::kms::codec::{ioctl, Fixed, Payload};
 use crate::kms::wire::{
     CardRes, ClipRect, CreateDumb, Crtc, CrtcPageFlip, Cursor, DestroyDumb, EventVblank, FbCmd, FbCmd2,
     FbDirtyCmd, GetCap, GetConnector, GetEncoder, MapDumb, ModeInfo, RmFb, SetClientCap,
@@ -17,28 +17,42 @@ use crate::kms::wire::{
 pub const MODE_INFO_BYTES: usize = size_of::<ModeInfo>();
 
 /// Sends `fixed` alone as ioctl `nr` and returns it as the server edited it.
-fn call<T: IntoBytes + FromBytes>(fd: &Fd, nr: u64, mut fixed: T) -> Result<T> {
+fn call<T: Fixed>(fd: &Fd, nr: u64, mut fixed: T) -> Result<T> {
     fd.call(nr, fixed.as_mut_bytes())?;
     Ok(fixed)
 }
 
-/// Sends `fixed` followed by `arrays` (the arrays' bytes, in wire order) as ioctl `nr`, and
-/// returns the fixed part and the array bytes as the server edited them.
-fn call_with_arrays<T: IntoBytes + FromBytes + Immutable + KnownLayout>(
+/// Sends `fixed` as ioctl `nr` with room for every array its count fields announce, filled by
+/// `fill` (zeroes where it writes nothing). Returns the fixed part as the server answered it, and
+/// the payload with the fixed part as sent: the server reports real totals in the count fields,
+/// which may exceed the room (the count-probe convention), while the arrays lie where the sent
+/// counts put them, so the returned payload always parses.
+fn call_with_arrays<T: Fixed>(
     fd: &Fd,
     nr: u64,
-    fixed: T,
-    arrays: &[u8],
+    mut fixed: T,
+    fill: impl FnOnce(&mut Payload<'_, T>) -> Result<()>,
 ) -> Result<(T, Vec<u8>)> {
-    let mut payload = [fixed.as_bytes(), arrays].concat();
+    let room = T::ARRAYS
+        .iter()
+        .try_fold(0usize, |room, array| {
+            let count = usize::try_from((array.count)(&mut fixed).get()).ok()?;
+            room.checked_add(count.checked_mul(array.element)?)
+        })
+        .ok_or(Error::new(EINVAL))?;
+    let mut payload = Vec::with_capacity(size_of::<T>() + room);
+    payload.extend_from_slice(fixed.as_bytes());
+    payload.resize(size_of::<T>() + room, 0);
+    fill(&mut Payload::parse(&mut payload)?)?;
     fd.call(nr, &mut payload)?;
-    let (fixed, arrays) = T::read_from_prefix(&payload).map_err(|_| Error::new(EINVAL))?;
-    Ok((fixed, arrays.to_vec()))
+    let (answer, _) = T::read_from_prefix(&payload).map_err(|_| Error::new(EINVAL))?;
+    fixed.write_to_prefix(&mut payload).map_err(|_| Error::new(EINVAL))?;
+    Ok((answer, payload))
 }
 
-/// The `u32`s in `bytes`.
-fn u32s(bytes: &[u8]) -> Vec<u32> {
-    <[U32]>::ref_from_bytes(bytes).map_or_else(|_| Vec::new(), |ids| ids.iter().map(|id| id.get()).collect())
+/// The `u32`s in `ids`.
+fn u32s(ids: &[U32]) -> Vec<u32> {
+    ids.iter().map(|id| id.get()).collect()
 }
 
 /// GET_CAP.
@@ -69,21 +83,13 @@ pub struct Resources {
 /// MODE_CARD_RES, twice: counts first, then the arrays.
 pub fn card_res(fd: &Fd) -> Result<Resources> {
     let probe = call(fd, ioctl::MODE_CARD_RES, CardRes::new_zeroed())?;
-    let counts = [probe.count_fbs, probe.count_crtcs, probe.count_connectors, probe.count_encoders]
-        .map(|count| count.get() as usize);
-    let arrays = vec![0u8; counts.iter().sum::<usize>() * size_of::<U32>()];
-    let (_, arrays) = call_with_arrays(fd, ioctl::MODE_CARD_RES, probe, &arrays)?;
-    let mut rest = arrays.as_slice();
-    let mut take = |n: usize| {
-        let (ids, after) = rest.split_at(n * size_of::<U32>());
-        rest = after;
-        u32s(ids)
-    };
+    let (_, mut reply) = call_with_arrays(fd, ioctl::MODE_CARD_RES, probe, |_| Ok(()))?;
+    let reply = Payload::<CardRes>::parse(&mut reply)?;
     Ok(Resources {
-        fbs: take(counts[0]),
-        crtcs: take(counts[1]),
-        connectors: take(counts[2]),
-        encoders: take(counts[3]),
+        fbs: u32s(reply.elements(CardRes::FBS)?),
+        crtcs: u32s(reply.elements(CardRes::CRTCS)?),
+        connectors: u32s(reply.elements(CardRes::CONNECTORS)?),
+        encoders: u32s(reply.elements(CardRes::ENCODERS)?),
     })
 }
 
@@ -109,24 +115,23 @@ impl Connector {
 /// GET_CONNECTOR as the drm crate issues it: with `force`, a probing first call (count_modes 0);
 /// without, a first call with one scratch mode; then again with the real counts, while they change.
 pub fn get_connector(fd: &Fd, id: u32, force: bool) -> Result<Connector> {
-    let (mut modes, mut encoders) = (usize::from(!force), 0usize);
+    let (mut modes, mut encoders) = (u32::from(!force), 0u32);
     loop {
         let request = GetConnector {
-            count_modes: (modes as u32).into(),
-            count_encoders: (encoders as u32).into(),
+            count_modes: modes.into(),
+            count_encoders: encoders.into(),
             connector_id: id.into(),
             ..GetConnector::new_zeroed()
         };
-        let arrays = vec![0u8; encoders * size_of::<U32>() + modes * MODE_INFO_BYTES];
-        let (reply, arrays) = call_with_arrays(fd, ioctl::GET_CONNECTOR, request, &arrays)?;
-        let real = (reply.count_modes.get() as usize, reply.count_encoders.get() as usize);
+        let (answer, mut reply) = call_with_arrays(fd, ioctl::GET_CONNECTOR, request, |_| Ok(()))?;
+        let real = (answer.count_modes.get(), answer.count_encoders.get());
         if real == (modes, encoders) {
-            let (encoder_ids, mode_bytes) = arrays.split_at(encoders * size_of::<U32>());
-            let modes = mode_bytes
-                .chunks_exact(MODE_INFO_BYTES)
-                .filter_map(|record| record.try_into().ok())
-                .collect();
-            return Ok(Connector { connection: reply.connection.get(), encoders: u32s(encoder_ids), modes });
+            let reply = Payload::<GetConnector>::parse(&mut reply)?;
+            // Raw records: sizes equal, so every conversion succeeds.
+            let modes = reply.elements(GetConnector::MODES)?;
+            let modes = modes.iter().filter_map(|mode| mode.as_bytes().try_into().ok()).collect();
+            let encoders = u32s(reply.elements(GetConnector::ENCODERS)?);
+            return Ok(Connector { connection: answer.connection.get(), encoders, modes });
         }
         (modes, encoders) = real;
     }
@@ -206,23 +211,26 @@ pub fn set_crtc(
             .unwrap_or_else(ModeInfo::new_zeroed),
         ..Crtc::new_zeroed()
     };
-    let connectors: Vec<U32> = connectors.iter().map(|&c| c.into()).collect();
-    call_with_arrays(fd, ioctl::SET_CRTC, request, connectors.as_bytes()).map(drop)
+    call_with_arrays(fd, ioctl::SET_CRTC, request, |p| {
+        p.put(Crtc::CONNECTORS, connectors.iter().map(|&c| U32::new(c)))
+    })
+    .map(drop)
 }
 
 /// DIRTYFB with clip rectangles (x1, y1, x2, y2).
 pub fn dirty_fb(fd: &Fd, fb: u32, clips: &[[u16; 4]]) -> Result<()> {
     let request =
         FbDirtyCmd { fb_id: fb.into(), num_clips: (clips.len() as u32).into(), ..FbDirtyCmd::new_zeroed() };
-    // One buffer, clips appended in place: this is the benchmarks' hot path.
-    let mut payload = Vec::with_capacity(size_of::<FbDirtyCmd>() + clips.len() * size_of::<ClipRect>());
-    payload.extend_from_slice(request.as_bytes());
-    for &[x1, y1, x2, y2] in clips {
-        payload.extend_from_slice(
-            ClipRect { x1: x1.into(), y1: y1.into(), x2: x2.into(), y2: y2.into() }.as_bytes(),
-        );
-    }
-    fd.call(ioctl::DIRTYFB, &mut payload).map(drop)
+    call_with_arrays(fd, ioctl::DIRTYFB, request, |p| {
+        let clips = clips.iter().map(|&[x1, y1, x2, y2]| ClipRect {
+            x1: x1.into(),
+            y1: y1.into(),
+            x2: x2.into(),
+            y2: y2.into(),
+        });
+        p.put(FbDirtyCmd::CLIPS, clips)
+    })
+    .map(drop)
 }
 
 /// What GET_FB and GET_FB2 report about a framebuffer.

@@ -24,9 +24,9 @@ use crate::device::bochs::{DeviceError, Rect};
 use ioctl::AfterUnplug;
 
 /// The DRM ioctls the display scheme serves: one row each, holding the number (`nr`,
-/// metadata\[0\]), the fixed part, the arrays that follow it (each by its count field, with its
-/// element type), the handler and what the ioctl does once the device is unplugged. A new ioctl is
-/// one more row (and its handler).
+/// metadata\[0\]), the fixed part (a [`super::wire`] struct, which brings the arrays that follow
+/// it), the handler and what the ioctl does once the device is unplugged. A new ioctl is one more
+/// row, with its handler (and its struct, if no existing one fits).
 pub mod ioctl {
     use syscall::error::Result;
 

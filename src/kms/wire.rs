@@ -1,7 +1,9 @@
 //! The fixed parts of the DRM ioctl payloads, the records their arrays carry, and the flip event,
 //! as typed little-endian structs: the Linux uapi structs (`drm.h`, `drm_mode.h`) with the same
 //! field names in the same order, minus the array pointers that redox-ioctl replaces with inline
-//! bytes (see [`super::codec`]).
+//! bytes (see [`super::codec`]). In their place, each fixed part lists its arrays, in wire order,
+//! by name, count field and element type (`GetConnector::MODES` is the array of [`ModeInfo`]s
+//! counted by `count_modes`).
 //!
 //! Guarantees: every struct has alignment 1 and no padding (zerocopy's derives check both at
 //! compile time), so each can be viewed in place at any offset of a client's payload and read or

@@ -14,39 +14,10 @@ use displayd_testkit::kernel::Kernel;
 use displayd_testkit::{drm, plug};
 use proptest::prelude::*;
 
-const KNOWN: [u64; 31] = [
-    ioctl::VERSION,
-    ioctl::GET_UNIQUE,
-    ioctl::SET_VERSION,
-    ioctl::GET_CAP,
-    ioctl::SET_CLIENT_CAP,
-    ioctl::MODE_CARD_RES,
-    ioctl::GET_CRTC,
-    ioctl::SET_CRTC,
-    ioctl::CURSOR,
-    ioctl::GET_ENCODER,
-    ioctl::GET_CONNECTOR,
-    ioctl::GET_PROPERTY,
-    ioctl::SET_PROPERTY,
-    ioctl::GET_PROP_BLOB,
-    ioctl::GET_FB,
-    ioctl::ADD_FB,
-    ioctl::RM_FB,
-    ioctl::PAGE_FLIP,
-    ioctl::DIRTYFB,
-    ioctl::CREATE_DUMB,
-    ioctl::MAP_DUMB,
-    ioctl::DESTROY_DUMB,
-    ioctl::GET_PLANE_RES,
-    ioctl::GET_PLANE,
-    ioctl::SET_PLANE,
-    ioctl::ADD_FB2,
-    ioctl::OBJ_GET_PROPERTIES,
-    ioctl::CURSOR2,
-    ioctl::GET_FB2,
-    ioctl::CLOSE_FB,
-    0x42,
-];
+/// Every ioctl in the table, and one number outside it.
+fn known() -> Vec<u64> {
+    ioctl::TABLE.iter().map(|row| row.nr).chain([0x42]).collect()
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -60,7 +31,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0..2usize, prop::sample::select(&KNOWN[..]), prop::collection::vec(any::<u8>(), 0..160),
+        8 => (0..2usize, prop::sample::select(known()), prop::collection::vec(any::<u8>(), 0..160),
               prop::collection::vec((0..40usize, prop_oneof![Just(0u32), 1..6u32, 17..30u32, Just(0x3432_5258), any::<u32>()]), 0..6),
               any::<bool>())
             .prop_map(|(client, nr, payload, plant, exact_size)| Op::Call { client, nr, payload, plant, exact_size }),
@@ -95,8 +66,8 @@ proptest! {
             match op {
                 Op::Call { client, nr, mut payload, plant, exact_size } => {
                     if exact_size {
-                        if let Some(layout) = ioctl::layout(nr) {
-                            payload.resize(layout.fixed, 0);
+                        if let Some(row) = ioctl::find(nr) {
+                            payload.resize(row.fixed, 0);
                         }
                     }
                     for (at, value) in plant {

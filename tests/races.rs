@@ -105,7 +105,7 @@ fn client(kernel: Kernel, seed: u64, tag: u8, stop: Arc<AtomicBool>) {
             _ if !fds.is_empty() => {
                 let fd = &fds[rng.below(fds.len() as u64) as usize];
                 let nr = CALLS[rng.below(CALLS.len() as u64) as usize];
-                let len = ioctl::layout(nr).map_or(8, |l| l.fixed);
+                let len = ioctl::find(nr).map_or(8, |row| row.fixed);
                 let mut payload: Vec<u8> = (0..len).map(|_| rng.below(4) as u8).collect();
                 if let (Some(fb), true) = (fbs.first(), len >= 8) {
                     payload[..4].copy_from_slice(&fb.to_le_bytes());

@@ -39,8 +39,8 @@ fuzz_target!(|script: &[u8]| {
                 let nr = u64::from(bytes.next().unwrap_or(0)) + if op & 2 == 0 { 0xa0 } else { 0 };
                 let mut payload: Vec<u8> = bytes.by_ref().take(usize::from(arg)).collect();
                 if op & 4 != 0 {
-                    if let Some(layout) = ioctl::layout(nr) {
-                        payload.resize(layout.fixed.max(payload.len()), 0);
+                    if let Some(row) = ioctl::find(nr) {
+                        payload.resize(row.fixed.max(payload.len()), 0);
                     }
                 }
                 let _ = client.call(nr, &mut payload);

@@ -1,17 +1,149 @@
-//! The ioctl handlers: each reads its payload through the codec, checks every id and size the client
-//! sent, and answers with an errno rather than a panic.
+//! The ioctl table, one row per ioctl ([`ioctl::TABLE`]), and the handlers its rows name: each
+//! reads its payload through the typed fixed part and arrays its row gives it, checks every id and
+//! size the client sent, and answers with an errno rather than a panic.
 
 use std::sync::Arc;
 
 use syscall::error::{Error, Result, EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, ENXIO, ERANGE};
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::FromZeros;
 
-use super::codec::{ioctl, Payload};
+use super::codec::Payload;
 use super::props::{self, object};
+use super::wire::{
+    cap, client_cap, CardRes, CloseFb, ConnectorSetProperty, CreateDumb, Crtc, CrtcPageFlip, DestroyDumb,
+    FbCmd, FbCmd2, FbDirtyCmd, GetBlob, GetCap, GetConnector, GetEncoder, GetPlane, GetPlaneRes, GetProperty,
+    MapDumb, ModeInfo, ObjGetProperties, PropertyEnum, RmFb, SetClientCap, SetPlane, SetVersion, Unique,
+    Version,
+};
 use super::{
     full, ids, DumbBuffer, FileId, Format, Framebuffer, Kms, Plane, State, DUMB_WINDOW,
     MAX_DUMB_BUFFERS_PER_FILE, MAX_DUMB_BYTES_PER_FILE, MAX_FRAMEBUFFERS_PER_FILE, PAGE,
 };
 use crate::device::bochs::{DeviceError, Rect};
+use ioctl::AfterUnplug;
+
+/// The DRM ioctls the display scheme serves: one row each, holding the number (`nr`,
+/// metadata\[0\]), the fixed part (a [`super::wire`] struct, which brings the arrays that follow
+/// it), the handler and what the ioctl does once the device is unplugged. A new ioctl is one more
+/// row, with its handler (and its struct, if no existing one fits).
+pub mod ioctl {
+    use syscall::error::Result;
+
+    use super::super::codec::Payload;
+    use super::super::wire::*;
+    use super::super::{FileId, Kms};
+    use super::Call;
+
+    /// What an ioctl does once the device is unplugged.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum AfterUnplug {
+        /// ENODEV before its number or payload is looked at, as Linux's `drm_dev_enter` comes first.
+        Enodev,
+        /// Served: it keeps today's consumers alive (GET_CONNECTOR, DIRTYFB) or only frees memory.
+        Served,
+    }
+
+    /// One row of [`TABLE`].
+    pub struct Ioctl {
+        /// The DRM ioctl number.
+        pub nr: u64,
+        /// Bytes in its fixed part.
+        pub fixed: usize,
+        /// What it does once the device is unplugged.
+        pub after_unplug: AfterUnplug,
+        /// Checks the payload against the row's fixed part and arrays, then runs its handler.
+        pub(in crate::kms) serve: fn(&Kms, FileId, &mut [u8]) -> Result<()>,
+    }
+
+    /// The row for ioctl `nr`, or `None` for one the scheme does not know.
+    pub fn find(nr: u64) -> Option<&'static Ioctl> {
+        TABLE.binary_search_by_key(&nr, |row| row.nr).ok().map(|at| &TABLE[at])
+    }
+
+    macro_rules! table {
+        ($(
+            $(#[$doc:meta])*
+            $name:ident = $nr:literal, $fixed:ty, $handler:path, $after_unplug:ident;
+        )*) => {
+            $($(#[$doc])* pub const $name: u64 = $nr;)*
+
+            /// Every ioctl served, in ascending number order (for [`find`]'s binary search).
+            pub static TABLE: &[Ioctl] = &[$(Ioctl {
+                nr: $name,
+                fixed: size_of::<$fixed>(),
+                after_unplug: AfterUnplug::$after_unplug,
+                serve: |kms, file, bytes| {
+                    let mut payload = Payload::<$fixed>::parse(bytes)?;
+                    kms.with_call(file, |call| $handler(call, &mut payload))
+                },
+            }),*];
+        };
+    }
+
+    table! {
+        /// DRM_IOCTL_VERSION.
+        VERSION = 0x00, Version, Call::version, Enodev;
+        /// DRM_IOCTL_GET_UNIQUE.
+        GET_UNIQUE = 0x01, Unique, Call::get_unique, Enodev;
+        /// DRM_IOCTL_SET_VERSION.
+        SET_VERSION = 0x07, SetVersion, Call::set_version, Enodev;
+        /// DRM_IOCTL_GET_CAP.
+        GET_CAP = 0x0c, GetCap, Call::get_cap, Enodev;
+        /// DRM_IOCTL_SET_CLIENT_CAP.
+        SET_CLIENT_CAP = 0x0d, SetClientCap, Call::set_client_cap, Enodev;
+        /// DRM_IOCTL_MODE_GETRESOURCES.
+        MODE_CARD_RES = 0xa0, CardRes, Call::card_res, Enodev;
+        /// DRM_IOCTL_MODE_GETCRTC.
+        GET_CRTC = 0xa1, Crtc, Call::get_crtc, Enodev;
+        /// DRM_IOCTL_MODE_SETCRTC.
+        SET_CRTC = 0xa2, Crtc, Call::set_crtc, Enodev;
+        /// DRM_IOCTL_MODE_CURSOR.
+        CURSOR = 0xa3, Cursor, Call::cursor, Enodev;
+        /// DRM_IOCTL_MODE_GETENCODER.
+        GET_ENCODER = 0xa6, GetEncoder, Call::get_encoder, Enodev;
+        /// DRM_IOCTL_MODE_GETCONNECTOR.
+        GET_CONNECTOR = 0xa7, GetConnector, Call::get_connector, Served;
+        /// DRM_IOCTL_MODE_GETPROPERTY.
+        GET_PROPERTY = 0xaa, GetProperty, Call::get_property, Enodev;
+        /// DRM_IOCTL_MODE_SETPROPERTY.
+        SET_PROPERTY = 0xab, ConnectorSetProperty, Call::set_property, Enodev;
+        /// DRM_IOCTL_MODE_GETPROPBLOB.
+        GET_PROP_BLOB = 0xac, GetBlob, Call::get_prop_blob, Enodev;
+        /// DRM_IOCTL_MODE_GETFB.
+        GET_FB = 0xad, FbCmd, Call::get_fb, Enodev;
+        /// DRM_IOCTL_MODE_ADDFB.
+        ADD_FB = 0xae, FbCmd, Call::add_fb, Enodev;
+        /// DRM_IOCTL_MODE_RMFB.
+        RM_FB = 0xaf, RmFb, Call::rm_fb, Served;
+        /// DRM_IOCTL_MODE_PAGE_FLIP.
+        PAGE_FLIP = 0xb0, CrtcPageFlip, Call::page_flip, Enodev;
+        /// DRM_IOCTL_MODE_DIRTYFB.
+        DIRTYFB = 0xb1, FbDirtyCmd, Call::dirty_fb, Served;
+        /// DRM_IOCTL_MODE_CREATE_DUMB.
+        CREATE_DUMB = 0xb2, CreateDumb, Call::create_dumb, Enodev;
+        /// DRM_IOCTL_MODE_MAP_DUMB.
+        MAP_DUMB = 0xb3, MapDumb, Call::map_dumb, Enodev;
+        /// DRM_IOCTL_MODE_DESTROY_DUMB.
+        DESTROY_DUMB = 0xb4, DestroyDumb, Call::destroy_dumb, Served;
+        /// DRM_IOCTL_MODE_GETPLANERESOURCES.
+        GET_PLANE_RES = 0xb5, GetPlaneRes, Call::get_plane_res, Enodev;
+        /// DRM_IOCTL_MODE_GETPLANE.
+        GET_PLANE = 0xb6, GetPlane, Call::get_plane, Enodev;
+        /// DRM_IOCTL_MODE_SETPLANE.
+        SET_PLANE = 0xb7, SetPlane, Call::set_plane, Enodev;
+        /// DRM_IOCTL_MODE_ADDFB2.
+        ADD_FB2 = 0xb8, FbCmd2, Call::add_fb2, Enodev;
+        /// DRM_IOCTL_MODE_OBJ_GETPROPERTIES.
+        OBJ_GET_PROPERTIES = 0xb9, ObjGetProperties, Call::obj_get_properties, Enodev;
+        /// DRM_IOCTL_MODE_CURSOR2.
+        CURSOR2 = 0xbb, Cursor2, Call::cursor, Enodev;
+        /// DRM_IOCTL_MODE_GETFB2.
+        GET_FB2 = 0xce, FbCmd2, Call::get_fb2, Enodev;
+        /// DRM_IOCTL_MODE_CLOSEFB.
+        CLOSE_FB = 0xd0, CloseFb, Call::close_fb, Served;
+    }
+}
 
 fn fail<T>(errno: i32) -> Result<T> {
     Err(Error::new(errno))
@@ -21,13 +153,6 @@ fn device(error: DeviceError) -> Error {
     Error::new(error.errno())
 }
 
-/// Capabilities (GET_CAP).
-const CAP_DUMB_BUFFER: u64 = 1;
-const CAP_DUMB_PREFERRED_DEPTH: u64 = 3;
-const CAP_DUMB_PREFER_SHADOW: u64 = 4;
-/// Client capabilities (SET_CLIENT_CAP).
-const CLIENT_CAP_UNIVERSAL_PLANES: u64 = 2;
-const CLIENT_CAP_CURSOR_PLANE_HOTSPOT: u64 = 6;
 /// PAGE_FLIP flags: queue a completion event; flip without waiting for vblank.
 const PAGE_FLIP_EVENT: u32 = 1;
 const PAGE_FLIP_ASYNC: u32 = 2;
@@ -41,70 +166,37 @@ const CONNECTOR_VIRTUAL: u32 = 15;
 const CONNECTED: u32 = 1;
 const DISCONNECTED: u32 = 2;
 
-/// What keeps today's consumers alive after an unplug, plus the calls that only free memory.
-fn allowed_after_unplug(nr: u64) -> bool {
-    matches!(nr, ioctl::GET_CONNECTOR | ioctl::DIRTYFB | ioctl::DESTROY_DUMB | ioctl::RM_FB | ioctl::CLOSE_FB)
-}
-
 impl Kms {
     /// Serves one ioctl (`nr` = metadata\[0\]) on `file`, editing `payload` in place. Once the
-    /// device is unplugged, every ioctl outside the unplug policy answers ENODEV before anything
-    /// else is looked at (unknown numbers and malformed payloads included), as Linux's
+    /// device is unplugged, every ioctl whose row says [`AfterUnplug::Enodev`] answers ENODEV before
+    /// anything else is looked at (unknown numbers and malformed payloads included), as Linux's
     /// `drm_dev_enter` comes first.
     pub fn call(&self, file: FileId, nr: u64, payload: &mut [u8]) -> Result<usize> {
-        if self.adapter.is_unplugged() && !allowed_after_unplug(nr) {
+        let row = ioctl::find(nr);
+        if self.adapter.is_unplugged() && row.is_none_or(|row| row.after_unplug == AfterUnplug::Enodev) {
             return fail(ENODEV);
         }
-        let layout = ioctl::layout(nr).ok_or(Error::new(EINVAL))?;
-        let mut p = Payload::parse(payload, layout)?;
+        let row = row.ok_or(Error::new(EINVAL))?;
+        (row.serve)(self, file, payload).map(|()| 0)
+    }
+
+    /// Runs `handler` with the state locked, for `file` (EBADF if it is not open): the part of every
+    /// row's `serve` after its payload checked out.
+    pub(super) fn with_call(
+        &self,
+        file: FileId,
+        handler: impl FnOnce(&mut Call<'_>) -> Result<()>,
+    ) -> Result<()> {
         let mut state = self.lock();
         if !state.files.contains_key(&file) {
             return fail(EBADF);
         }
-        let mut call = Call { kms: self, state: &mut state, file };
-        match nr {
-            ioctl::VERSION => call.version(&mut p),
-            ioctl::GET_UNIQUE => call.get_unique(&mut p),
-            ioctl::SET_VERSION => call.set_version(&mut p),
-            ioctl::GET_CAP => call.get_cap(&mut p),
-            ioctl::SET_CLIENT_CAP => call.set_client_cap(&mut p),
-            ioctl::MODE_CARD_RES => call.card_res(&mut p),
-            ioctl::GET_CRTC => call.get_crtc(&mut p),
-            ioctl::SET_CRTC => call.set_crtc(&mut p),
-            // Bochs has no hardware cursor: the reference answers ENXIO for such adapters, and
-            // clients fall back to drawing the cursor themselves.
-            ioctl::CURSOR | ioctl::CURSOR2 => fail(ENXIO),
-            ioctl::GET_ENCODER => call.get_encoder(&mut p),
-            ioctl::GET_CONNECTOR => call.get_connector(&mut p),
-            ioctl::GET_PROPERTY => call.get_property(&mut p),
-            ioctl::SET_PROPERTY => call.set_property(&mut p),
-            ioctl::GET_PROP_BLOB => call.get_prop_blob(&mut p),
-            ioctl::GET_FB => call.get_fb(&mut p),
-            ioctl::ADD_FB => call.add_fb(&mut p),
-            ioctl::RM_FB => call.rm_fb(&mut p),
-            ioctl::CLOSE_FB => call.close_fb(&mut p),
-            ioctl::PAGE_FLIP => call.page_flip(&mut p),
-            ioctl::DIRTYFB => call.dirty_fb(&mut p),
-            ioctl::CREATE_DUMB => call.create_dumb(&mut p),
-            ioctl::MAP_DUMB => call.map_dumb(&mut p),
-            ioctl::DESTROY_DUMB => call.destroy_dumb(&mut p),
-            ioctl::GET_PLANE_RES => {
-                p.put_u32s(0, &[ids::PLANE]);
-                Ok(())
-            }
-            ioctl::GET_PLANE => call.get_plane(&mut p),
-            ioctl::SET_PLANE => call.set_plane(&mut p),
-            ioctl::ADD_FB2 => call.add_fb2(&mut p),
-            ioctl::GET_FB2 => call.get_fb2(&mut p),
-            ioctl::OBJ_GET_PROPERTIES => call.obj_get_properties(&mut p),
-            _ => fail(EINVAL),
-        }
-        .map(|()| 0)
+        handler(&mut Call { kms: self, state: &mut state, file })
     }
 }
 
 /// One call in progress: the state (locked) and the calling file.
-struct Call<'a> {
+pub(super) struct Call<'a> {
     kms: &'a Kms,
     state: &'a mut State,
     file: FileId,
@@ -171,90 +263,97 @@ impl Call<'_> {
         }
     }
 
-    fn version(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        p.set_i32(0, 1);
-        p.set_i32(4, 4);
-        p.set_i32(8, 0);
-        p.put_bytes(0, self.kms.adapter.name().as_bytes());
-        p.put_bytes(1, b"0");
-        p.put_bytes(2, self.kms.adapter.description().as_bytes());
-        Ok(())
+    fn version(&mut self, p: &mut Payload<'_, Version>) -> Result<()> {
+        let fixed = p.fixed();
+        fixed.version_major = 1.into();
+        fixed.version_minor = 4.into();
+        fixed.version_patchlevel = 0.into();
+        p.put(Version::NAME, self.kms.adapter.name().bytes())?;
+        p.put(Version::DATE, *b"0")?;
+        p.put(Version::DESC, self.kms.adapter.description().bytes())
     }
 
-    fn get_unique(&mut self, p: &mut Payload<'_>) -> Result<()> {
+    fn get_unique(&mut self, p: &mut Payload<'_, Unique>) -> Result<()> {
         let unique = if self.state.files[&self.file].unique_set { self.kms.unique.as_bytes() } else { b"" };
-        p.put_bytes(0, unique);
-        Ok(())
+        p.put(Unique::UNIQUE, unique.iter().copied())
     }
 
     /// Accepts what libdrm sends (1.4, or -1 for "any") and what Redox clients send (0.4).
-    fn set_version(&mut self, p: &mut Payload<'_>) -> Result<()> {
+    fn set_version(&mut self, p: &mut Payload<'_, SetVersion>) -> Result<()> {
         let acceptable =
             |major: i32, minor: i32| major == -1 || ((0..=1).contains(&major) && (0..=4).contains(&minor));
-        if !acceptable(p.i32(0), p.i32(4)) || !acceptable(p.i32(8), p.i32(12)) {
+        let asked = p.fixed();
+        if !acceptable(asked.drm_di_major.get(), asked.drm_di_minor.get())
+            || !acceptable(asked.drm_dd_major.get(), asked.drm_dd_minor.get())
+        {
             return fail(EINVAL);
         }
-        for (at, value) in [(0, 1), (4, 4), (8, 1), (12, 4)] {
-            p.set_i32(at, value);
-        }
+        *p.fixed() = SetVersion {
+            drm_di_major: 1.into(),
+            drm_di_minor: 4.into(),
+            drm_dd_major: 1.into(),
+            drm_dd_minor: 4.into(),
+        };
         if let Some(file) = self.state.files.get_mut(&self.file) {
             file.unique_set = true;
         }
         Ok(())
     }
 
-    fn get_cap(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let value = match p.u64(0) {
-            CAP_DUMB_BUFFER => 1,
-            CAP_DUMB_PREFERRED_DEPTH => 24,
+    fn get_cap(&mut self, p: &mut Payload<'_, GetCap>) -> Result<()> {
+        let fixed = p.fixed();
+        let value: u64 = match fixed.capability.get() {
+            cap::DUMB_BUFFER => 1,
+            cap::DUMB_PREFERRED_DEPTH => 24,
             // Dumb buffers are ordinary cached RAM: reading them back is cheap, no shadow needed.
-            CAP_DUMB_PREFER_SHADOW => 0,
+            cap::DUMB_PREFER_SHADOW => 0,
             _ => return fail(EINVAL),
         };
-        p.set_u64(8, value);
+        fixed.value = value.into();
         Ok(())
     }
 
-    fn set_client_cap(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        match (p.u64(0), p.u64(8)) {
-            (CLIENT_CAP_CURSOR_PLANE_HOTSPOT, _) | (CLIENT_CAP_UNIVERSAL_PLANES, 0 | 1) => Ok(()),
+    fn set_client_cap(&mut self, p: &mut Payload<'_, SetClientCap>) -> Result<()> {
+        let fixed = p.fixed();
+        match (fixed.capability.get(), fixed.value.get()) {
+            (client_cap::CURSOR_PLANE_HOTSPOT, _) | (client_cap::UNIVERSAL_PLANES, 0 | 1) => Ok(()),
             _ => fail(EINVAL),
         }
     }
 
-    fn card_res(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let fbs: Vec<u32> = self
+    fn card_res(&mut self, p: &mut Payload<'_, CardRes>) -> Result<()> {
+        let fbs: Vec<U32> = self
             .state
             .framebuffers
             .iter()
             .filter(|(_, fb)| fb.owner == self.file && !fb.closed)
-            .map(|(&id, _)| id)
+            .map(|(&id, _)| id.into())
             .collect();
-        p.put_u32s(0, &fbs);
-        p.put_u32s(1, &[ids::CRTC]);
-        p.put_u32s(2, &[ids::CONNECTOR]);
-        p.put_u32s(3, &[ids::ENCODER]);
+        p.put(CardRes::FBS, fbs)?;
+        p.put(CardRes::CRTCS, [U32::new(ids::CRTC)])?;
+        p.put(CardRes::CONNECTORS, [U32::new(ids::CONNECTOR)])?;
+        p.put(CardRes::ENCODERS, [U32::new(ids::ENCODER)])?;
         let (max_w, max_h) = self.kms.adapter.max_size();
-        for (at, value) in [(16, 0), (20, max_w), (24, 0), (28, max_h)] {
-            p.set_u32(at, value);
-        }
+        let fixed = p.fixed();
+        fixed.min_width = 0.into();
+        fixed.max_width = max_w.into();
+        fixed.min_height = 0.into();
+        fixed.max_height = max_h.into();
         Ok(())
     }
 
-    fn get_crtc(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        if p.u32(4) != ids::CRTC {
+    fn get_crtc(&mut self, p: &mut Payload<'_, Crtc>) -> Result<()> {
+        if p.fixed().crtc_id.get() != ids::CRTC {
             return fail(ENOENT);
         }
         let saved = self.saved().clone();
-        p.set_u32(8, saved.plane.fb.unwrap_or(0));
-        p.set_u32(12, saved.plane.src_x);
-        p.set_u32(16, saved.plane.src_y);
-        p.set_u32(20, 0);
-        p.set_u32(24, u32::from(saved.mode.is_some()));
-        match saved.mode {
-            Some(mode) => props::encode_mode(p.fixed_bytes(28, 68), &mode),
-            None => p.fixed_bytes(28, 68).fill(0),
-        }
+        let fixed = p.fixed();
+        fixed.fb_id = saved.plane.fb.unwrap_or(0).into();
+        fixed.x = saved.plane.src_x.into();
+        fixed.y = saved.plane.src_y.into();
+        fixed.gamma_size = 0.into();
+        fixed.mode_valid = u32::from(saved.mode.is_some()).into();
+        fixed.mode = saved.mode.as_ref().map_or_else(ModeInfo::new_zeroed, ModeInfo::from);
         Ok(())
     }
 
@@ -262,27 +361,28 @@ impl Call<'_> {
     /// CRTC (ENOENT), framebuffer (EINVAL for -1 with none on the plane, ENOENT), mode (EINVAL),
     /// viewport (ENOSPC), then the connectors: a mode needs one, connectors need a mode (EINVAL),
     /// and each must exist (ENOENT).
-    fn set_crtc(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let (x, y) = (p.u32(12), p.u32(16));
+    fn set_crtc(&mut self, p: &mut Payload<'_, Crtc>) -> Result<()> {
+        let request = *p.fixed();
+        let (x, y) = (request.x.get(), request.y.get());
         if x > 0xffff || y > 0xffff {
             return fail(ERANGE);
         }
-        if p.u32(4) != ids::CRTC {
+        if request.crtc_id.get() != ids::CRTC {
             return fail(ENOENT);
         }
-        let connectors = p.u32s(0);
+        let connectors = p.elements(Crtc::CONNECTORS)?;
         let check_connectors = |with_mode: bool| {
             if with_mode == connectors.is_empty() || connectors.len() > 1 {
                 return fail(EINVAL);
             }
-            match connectors.iter().all(|&c| c == ids::CONNECTOR) {
+            match connectors.iter().all(|&c| c.get() == ids::CONNECTOR) {
                 true => Ok(()),
                 false => fail(ENOENT),
             }
         };
         let attach = !connectors.is_empty();
         let old_fb = self.saved().plane.fb;
-        if p.u32(24) == 0 {
+        if request.mode_valid.get() == 0 {
             check_connectors(false)?;
             let saved = self.saved();
             saved.mode = None;
@@ -295,13 +395,13 @@ impl Call<'_> {
             return Ok(());
         }
         // A mode needs a framebuffer (as in Linux); -1 keeps the one the plane has.
-        let fb_id = match p.u32(8) {
+        let fb_id = match request.fb_id.get() {
             u32::MAX => old_fb.ok_or(Error::new(EINVAL))?,
             0 => return fail(ENOENT),
             id => id,
         };
         self.own_fb(fb_id)?;
-        let (width, height) = props::decode_size(p.fixed_bytes(28, 68));
+        let (width, height) = request.mode.size();
         let mode = *self
             .kms
             .adapter
@@ -339,64 +439,77 @@ impl Call<'_> {
         Ok(())
     }
 
-    fn get_encoder(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        if p.u32(0) != ids::ENCODER {
+    /// CURSOR and CURSOR2. Bochs has no hardware cursor: the reference answers ENXIO for such
+    /// adapters, and clients fall back to drawing the cursor themselves.
+    fn cursor<T>(&mut self, _: &mut Payload<'_, T>) -> Result<()> {
+        fail(ENXIO)
+    }
+
+    fn get_encoder(&mut self, p: &mut Payload<'_, GetEncoder>) -> Result<()> {
+        if p.fixed().encoder_id.get() != ids::ENCODER {
             return fail(ENOENT);
         }
         let on = self.saved().mode.is_some();
-        p.set_u32(4, ENCODER_DAC);
-        p.set_u32(8, if on { ids::CRTC } else { 0 });
-        p.set_u32(12, 1);
-        p.set_u32(16, 1);
+        let fixed = p.fixed();
+        fixed.encoder_type = ENCODER_DAC.into();
+        fixed.crtc_id = if on { ids::CRTC } else { 0 }.into();
+        fixed.possible_crtcs = 1.into();
+        fixed.possible_clones = 1.into();
         Ok(())
     }
 
-    fn get_connector(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        if p.u32(16) != ids::CONNECTOR {
+    fn get_connector(&mut self, p: &mut Payload<'_, GetConnector>) -> Result<()> {
+        if p.fixed().connector_id.get() != ids::CONNECTOR {
             return fail(ENOENT);
         }
         let adapter = &self.kms.adapter;
         let saved = self.saved().clone();
-        p.put_u32s(0, &[ids::ENCODER]);
-        p.put(1, adapter.modes(), props::encode_mode)?;
+        p.put(GetConnector::ENCODERS, [U32::new(ids::ENCODER)])?;
+        p.put(GetConnector::MODES, adapter.modes().iter().map(ModeInfo::from))?;
         let edid_blob = self.state.edid_blob.unwrap_or(0);
         let crtc = if saved.connector_attached { ids::CRTC } else { 0 };
-        p.put_u32s(2, &[props::EDID, props::DPMS, props::TILE, props::CRTC_ID]);
-        p.put_u64s(3, &[edid_blob.into(), saved.dpms.into(), 0, crtc.into()]);
-        p.set_u32(12, if saved.connector_attached { ids::ENCODER } else { 0 });
-        p.set_u32(20, CONNECTOR_VIRTUAL);
-        p.set_u32(24, 1);
-        p.set_u32(28, if adapter.is_unplugged() { DISCONNECTED } else { CONNECTED });
+        p.put(GetConnector::PROPS, [props::EDID, props::DPMS, props::TILE, props::CRTC_ID].map(U32::new))?;
+        p.put(
+            GetConnector::PROP_VALUES,
+            [edid_blob.into(), saved.dpms.into(), 0, crtc.into()].map(U64::new),
+        )?;
         let (mm_w, mm_h) = adapter.edid().map_or((0, 0), |e| (u32::from(e[21]) * 10, u32::from(e[22]) * 10));
-        p.set_u32(32, mm_w);
-        p.set_u32(36, mm_h);
-        p.set_u32(40, 0);
+        let fixed = p.fixed();
+        fixed.encoder_id = if saved.connector_attached { ids::ENCODER } else { 0 }.into();
+        fixed.connector_type = CONNECTOR_VIRTUAL.into();
+        fixed.connector_type_id = 1.into();
+        fixed.connection = if adapter.is_unplugged() { DISCONNECTED } else { CONNECTED }.into();
+        fixed.mm_width = mm_w.into();
+        fixed.mm_height = mm_h.into();
+        fixed.subpixel = 0.into();
         Ok(())
     }
 
-    fn get_property(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let property = props::property(p.u32(0)).ok_or(Error::new(ENOENT))?;
-        p.set_u32(4, property.flags);
-        let name = p.fixed_bytes(8, 32);
-        name.fill(0);
-        name[..property.name.len()].copy_from_slice(property.name.as_bytes());
-        let values: &[u64] = if property.flags & props::RANGE != 0 || property.enums.is_empty() {
-            property.values
+    fn get_property(&mut self, p: &mut Payload<'_, GetProperty>) -> Result<()> {
+        let property = props::property(p.fixed().prop_id.get()).ok_or(Error::new(ENOENT))?;
+        let fixed = p.fixed();
+        fixed.flags = property.flags.into();
+        fixed.name = name_field(property.name);
+        let values: Vec<U64> = if property.flags & props::RANGE != 0 || property.enums.is_empty() {
+            property.values.iter().map(|&v| v.into()).collect()
         } else {
-            &property.enums.iter().map(|&(v, _)| v).collect::<Vec<_>>()
+            property.enums.iter().map(|&(v, _)| v.into()).collect()
         };
-        p.put_u64s(0, values);
-        p.put(1, property.enums, |out, &(value, name)| {
-            out.fill(0);
-            out[..8].copy_from_slice(&value.to_le_bytes());
-            out[8..8 + name.len()].copy_from_slice(name.as_bytes());
-        })
+        p.put(GetProperty::VALUES, values)?;
+        p.put(
+            GetProperty::ENUMS,
+            property
+                .enums
+                .iter()
+                .map(|&(value, name)| PropertyEnum { value: value.into(), name: name_field(name) }),
+        )
     }
 
     /// Only DPMS on the connector can be set (the legacy way to blank).
-    fn set_property(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let (value, property, object) = (p.u64(0), p.u32(8), p.u32(12));
-        if property != props::DPMS || object != ids::CONNECTOR || value > 3 {
+    fn set_property(&mut self, p: &mut Payload<'_, ConnectorSetProperty>) -> Result<()> {
+        let fixed = p.fixed();
+        let (value, property, connector) = (fixed.value.get(), fixed.prop_id.get(), fixed.connector_id.get());
+        if property != props::DPMS || connector != ids::CONNECTOR || value > 3 {
             return fail(EINVAL);
         }
         self.saved().dpms = value as u32;
@@ -406,11 +519,10 @@ impl Call<'_> {
         Ok(())
     }
 
-    fn get_prop_blob(&mut self, p: &mut Payload<'_>) -> Result<()> {
+    fn get_prop_blob(&mut self, p: &mut Payload<'_, GetBlob>) -> Result<()> {
         match (self.state.edid_blob, self.kms.adapter.edid()) {
-            (Some(id), Some(edid)) if id == p.u32(0) => {
-                p.put_bytes(0, edid);
-                Ok(())
+            (Some(id), Some(edid)) if id == p.fixed().blob_id.get() => {
+                p.put(GetBlob::DATA, edid.iter().copied())
             }
             _ => fail(ENOENT),
         }
@@ -429,34 +541,33 @@ impl Call<'_> {
         Ok(own.dumb.iter().find(|(_, (b, _))| Arc::ptr_eq(b, &fb.buffer)).map_or(0, |(&handle, _)| handle))
     }
 
-    fn get_fb(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let id = p.u32(0);
+    fn get_fb(&mut self, p: &mut Payload<'_, FbCmd>) -> Result<()> {
+        let id = p.fixed().fb_id.get();
         let handle = self.handle_for(id)?;
         let fb = &self.state.framebuffers[&id];
-        for (at, value) in
-            [(4, fb.width), (8, fb.height), (12, fb.pitch), (16, 32), (20, fb.format.depth()), (24, handle)]
-        {
-            p.set_u32(at, value);
-        }
+        let fixed = p.fixed();
+        fixed.width = fb.width.into();
+        fixed.height = fb.height.into();
+        fixed.pitch = fb.pitch.into();
+        fixed.bpp = 32.into();
+        fixed.depth = fb.format.depth().into();
+        fixed.handle = handle.into();
         Ok(())
     }
 
-    fn get_fb2(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let id = p.u32(0);
+    fn get_fb2(&mut self, p: &mut Payload<'_, FbCmd2>) -> Result<()> {
+        let id = p.fixed().fb_id.get();
         let handle = self.handle_for(id)?;
         let fb = &self.state.framebuffers[&id];
-        let (width, height, format, pitch, offset) =
-            (fb.width, fb.height, fb.format.fourcc(), fb.pitch, fb.offset);
-        p.set_u32(4, width);
-        p.set_u32(8, height);
-        p.set_u32(12, format);
-        for plane in 0..4 {
-            let first = plane == 0;
-            p.set_u32(20 + 4 * plane, if first { handle } else { 0 });
-            p.set_u32(36 + 4 * plane, if first { pitch } else { 0 });
-            p.set_u32(52 + 4 * plane, if first { offset as u32 } else { 0 });
-            p.set_u64(72 + 8 * plane, 0);
-        }
+        let fixed = p.fixed();
+        fixed.width = fb.width.into();
+        fixed.height = fb.height.into();
+        fixed.pixel_format = fb.format.fourcc().into();
+        // One plane: the other three report nothing.
+        fixed.handles = [handle, 0, 0, 0].map(U32::new);
+        fixed.pitches = [fb.pitch, 0, 0, 0].map(U32::new);
+        fixed.offsets = [fb.offset as u32, 0, 0, 0].map(U32::new);
+        fixed.modifier = [U64::ZERO; 4];
         Ok(())
     }
 
@@ -484,16 +595,17 @@ impl Call<'_> {
         Ok(Framebuffer { owner: self.file, buffer, width, height, pitch, offset, format, closed: false })
     }
 
-    fn add_fb(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let format = match (p.u32(16), p.u32(20)) {
+    fn add_fb(&mut self, p: &mut Payload<'_, FbCmd>) -> Result<()> {
+        let request = *p.fixed();
+        let format = match (request.bpp.get(), request.depth.get()) {
             (32, 24) => Format::Xrgb8888,
             (32, 32) => Format::Argb8888,
             _ => return fail(EINVAL),
         };
-        let buffer = self.own_dumb(p.u32(24))?;
-        let fb = self.wrap(buffer, [p.u32(4), p.u32(8), p.u32(12)], 0, format)?;
-        let id = self.add_framebuffer(fb)?;
-        p.set_u32(0, id);
+        let buffer = self.own_dumb(request.handle.get())?;
+        let geometry = [request.width, request.height, request.pitch].map(U32::get);
+        let fb = self.wrap(buffer, geometry, 0, format)?;
+        p.fixed().fb_id = self.add_framebuffer(fb)?.into();
         Ok(())
     }
 
@@ -501,19 +613,21 @@ impl Call<'_> {
     /// DRM_MODE_FB_MODIFIERS, no modifier but linear (0) on any plane (a non-zero one without the
     /// flag is refused too), and with the flag, no handle, pitch or offset on the unused planes
     /// (without it, old clients' uncleared fields there are ignored).
-    fn add_fb2(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let format = Format::from_fourcc(p.u32(12)).ok_or(Error::new(EINVAL))?;
-        let flags = p.u32(16);
-        let modifiers = (0..4).any(|plane| p.u64(72 + 8 * plane) != 0);
-        let unused_planes_set =
-            (1..4).any(|plane| [20, 36, 52].iter().any(|&field| p.u32(field + 4 * plane) != 0));
+    fn add_fb2(&mut self, p: &mut Payload<'_, FbCmd2>) -> Result<()> {
+        let request = *p.fixed();
+        let format = Format::from_fourcc(request.pixel_format.get()).ok_or(Error::new(EINVAL))?;
+        let flags = request.flags.get();
+        let modifiers = request.modifier.iter().any(|m| m.get() != 0);
+        let unused_planes_set = [request.handles, request.pitches, request.offsets]
+            .iter()
+            .any(|per_plane| per_plane[1..].iter().any(|v| v.get() != 0));
         if flags & !FB_MODIFIERS != 0 || modifiers || (flags & FB_MODIFIERS != 0 && unused_planes_set) {
             return fail(EINVAL);
         }
-        let buffer = self.own_dumb(p.u32(20))?;
-        let fb = self.wrap(buffer, [p.u32(4), p.u32(8), p.u32(36)], p.u32(52) as usize, format)?;
-        let id = self.add_framebuffer(fb)?;
-        p.set_u32(0, id);
+        let buffer = self.own_dumb(request.handles[0].get())?;
+        let geometry = [request.width, request.height, request.pitches[0]].map(U32::get);
+        let fb = self.wrap(buffer, geometry, request.offsets[0].get() as usize, format)?;
+        p.fixed().fb_id = self.add_framebuffer(fb)?.into();
         Ok(())
     }
 
@@ -522,15 +636,15 @@ impl Call<'_> {
         self.own_fb(id).map(drop)
     }
 
-    fn rm_fb(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let id = p.u32(0);
+    fn rm_fb(&mut self, p: &mut Payload<'_, RmFb>) -> Result<()> {
+        let id = p.fixed().fb_id.get();
         self.destroyable(id)?;
         self.kms.remove_framebuffer(self.state, id);
         Ok(())
     }
 
-    fn close_fb(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let id = p.u32(0);
+    fn close_fb(&mut self, p: &mut Payload<'_, CloseFb>) -> Result<()> {
+        let id = p.fixed().fb_id.get();
         self.destroyable(id)?;
         if let Some(fb) = self.state.framebuffers.get_mut(&id) {
             fb.closed = true;
@@ -546,8 +660,10 @@ impl Call<'_> {
     /// (ENOENT, EACCES for another file's), its size against the plane's source (ENOSPC), its
     /// format (EINVAL), and no flip pending on the CRTC (EBUSY while any file on this VT has not
     /// read its completion event).
-    fn page_flip(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let (crtc, id, flags, reserved, user_data) = (p.u32(0), p.u32(4), p.u32(8), p.u32(12), p.u64(16));
+    fn page_flip(&mut self, p: &mut Payload<'_, CrtcPageFlip>) -> Result<()> {
+        let request = *p.fixed();
+        let (crtc, id, flags) = (request.crtc_id.get(), request.fb_id.get(), request.flags.get());
+        let (reserved, user_data) = (request.reserved.get(), request.user_data.get());
         if flags & !(PAGE_FLIP_EVENT | PAGE_FLIP_ASYNC) != 0 || reserved != 0 {
             return fail(EINVAL);
         }
@@ -601,22 +717,23 @@ impl Call<'_> {
         Ok(())
     }
 
-    fn dirty_fb(&mut self, p: &mut Payload<'_>) -> Result<()> {
+    fn dirty_fb(&mut self, p: &mut Payload<'_, FbDirtyCmd>) -> Result<()> {
         if self.kms.adapter.is_unplugged() {
             return Ok(()); // accepted and dropped: fbcond and fbbootlogd panic on an error here
         }
-        let id = p.u32(0);
+        let id = p.fixed().fb_id.get();
         let fb = self.state.framebuffers.get(&id).filter(|fb| !fb.closed).ok_or(Error::new(ENOENT))?;
         let whole = full(fb);
-        let damage = if p.count(0) == 0 {
+        let clips = p.elements(FbDirtyCmd::CLIPS)?;
+        let damage = if clips.is_empty() {
             Some(whole)
         } else {
-            (0..p.count(0))
-                .filter_map(|i| {
-                    let c = p.element(0, i);
-                    let at = |j: usize| u32::from(u16::from_le_bytes([c[j], c[j + 1]]));
-                    let (x1, y1) = (at(0), at(2));
-                    let (x2, y2) = (at(4).min(whole.width), at(6).min(whole.height));
+            clips
+                .iter()
+                .filter_map(|clip| {
+                    let (x1, y1) = (u32::from(clip.x1.get()), u32::from(clip.y1.get()));
+                    let x2 = u32::from(clip.x2.get()).min(whole.width);
+                    let y2 = u32::from(clip.y2.get()).min(whole.height);
                     // `then`, not `then_some`: the sizes may only be computed once the check holds.
                     (x1 < x2 && y1 < y2).then(|| Rect { x: x1, y: y1, width: x2 - x1, height: y2 - y1 })
                 })
@@ -634,10 +751,15 @@ impl Call<'_> {
         Ok(())
     }
 
-    fn create_dumb(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let (height, width, bpp, flags) = (p.u32(0), p.u32(4), p.u32(8), p.u32(12));
+    fn create_dumb(&mut self, p: &mut Payload<'_, CreateDumb>) -> Result<()> {
+        let request = *p.fixed();
+        let (height, width) = (request.height.get(), request.width.get());
         let (max_w, max_h) = self.kms.adapter.max_size();
-        if bpp != 32 || flags != 0 || !(1..=max_w).contains(&width) || !(1..=max_h).contains(&height) {
+        if request.bpp.get() != 32
+            || request.flags.get() != 0
+            || !(1..=max_w).contains(&width)
+            || !(1..=max_h).contains(&height)
+        {
             return fail(EINVAL);
         }
         let pitch = width * 4;
@@ -648,47 +770,53 @@ impl Call<'_> {
         let len = (bytes as usize).div_ceil(PAGE) * PAGE;
         let memory = self.kms.allocator.allocate(len)?;
         let handle = self.new_handle(Arc::new(DumbBuffer { memory }), len)?;
-        p.set_u32(16, handle);
-        p.set_u32(20, pitch);
-        p.set_u64(24, len as u64);
+        let fixed = p.fixed();
+        fixed.handle = handle.into();
+        fixed.pitch = pitch.into();
+        fixed.size = (len as u64).into();
         Ok(())
     }
 
-    fn map_dumb(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let handle = p.u32(0);
+    fn map_dumb(&mut self, p: &mut Payload<'_, MapDumb>) -> Result<()> {
+        let handle = p.fixed().handle.get();
         self.own_dumb(handle)?;
-        p.set_u64(8, u64::from(handle) * DUMB_WINDOW);
+        p.fixed().offset = (u64::from(handle) * DUMB_WINDOW).into();
         Ok(())
     }
 
-    fn destroy_dumb(&mut self, p: &mut Payload<'_>) -> Result<()> {
+    fn destroy_dumb(&mut self, p: &mut Payload<'_, DestroyDumb>) -> Result<()> {
         let file = self.state.files.get_mut(&self.file).ok_or(Error::new(EBADF))?;
-        let (_, charged) = file.dumb.remove(&p.u32(0)).ok_or(Error::new(ENOENT))?;
+        let (_, charged) = file.dumb.remove(&p.fixed().handle.get()).ok_or(Error::new(ENOENT))?;
         file.dumb_bytes -= charged;
         Ok(())
     }
 
-    fn get_plane(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        if p.u32(0) != ids::PLANE {
+    fn get_plane_res(&mut self, p: &mut Payload<'_, GetPlaneRes>) -> Result<()> {
+        p.put(GetPlaneRes::PLANES, [U32::new(ids::PLANE)])
+    }
+
+    fn get_plane(&mut self, p: &mut Payload<'_, GetPlane>) -> Result<()> {
+        if p.fixed().plane_id.get() != ids::PLANE {
             return fail(ENOENT);
         }
         let plane = self.saved().plane;
-        p.set_u32(4, if plane.fb.is_some() { ids::CRTC } else { 0 });
-        p.set_u32(8, plane.fb.unwrap_or(0));
-        p.set_u32(12, 1);
-        p.set_u32(16, 0);
-        p.put_u32s(0, &[Format::XRGB8888, Format::ARGB8888]);
-        Ok(())
+        let fixed = p.fixed();
+        fixed.crtc_id = if plane.fb.is_some() { ids::CRTC } else { 0 }.into();
+        fixed.fb_id = plane.fb.unwrap_or(0).into();
+        fixed.possible_crtcs = 1.into();
+        fixed.gamma_size = 0.into();
+        p.put(GetPlane::FORMATS, [Format::XRGB8888, Format::ARGB8888].map(U32::new))
     }
 
     /// Places a framebuffer region on the screen. No scaling: the source size (16.16 fixed point,
     /// whole pixels only) must equal the destination size, which must lie within the mode.
-    fn set_plane(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        if p.u32(0) != ids::PLANE || p.u32(4) != ids::CRTC {
+    fn set_plane(&mut self, p: &mut Payload<'_, SetPlane>) -> Result<()> {
+        let request = *p.fixed();
+        if request.plane_id.get() != ids::PLANE || request.crtc_id.get() != ids::CRTC {
             return fail(ENOENT);
         }
         let old_fb = self.saved().plane.fb;
-        let id = p.u32(8);
+        let id = request.fb_id.get();
         if id == 0 {
             let has_mode = self.saved().mode.is_some();
             self.saved().plane.fb = None;
@@ -699,8 +827,10 @@ impl Call<'_> {
             self.reap_if_closed(old_fb);
             return Ok(());
         }
-        let (crtc_x, crtc_y, crtc_w, crtc_h) = (p.i32(16), p.i32(20), p.u32(24), p.u32(28));
-        let (src_x, src_y, src_h, src_w) = (p.u32(32), p.u32(36), p.u32(40), p.u32(44));
+        let (crtc_x, crtc_y) = (request.crtc_x.get(), request.crtc_y.get());
+        let (crtc_w, crtc_h) = (request.crtc_w.get(), request.crtc_h.get());
+        let [src_x, src_y, src_w, src_h] =
+            [request.src_x, request.src_y, request.src_w, request.src_h].map(U32::get);
         let whole_pixels = [src_x, src_y, src_w, src_h].iter().all(|v| v & 0xffff == 0);
         if !whole_pixels || src_w >> 16 != crtc_w || src_h >> 16 != crtc_h || crtc_x < 0 || crtc_y < 0 {
             return fail(EINVAL);
@@ -733,8 +863,8 @@ impl Call<'_> {
         Ok(())
     }
 
-    fn obj_get_properties(&mut self, p: &mut Payload<'_>) -> Result<()> {
-        let id = p.u32(4);
+    fn obj_get_properties(&mut self, p: &mut Payload<'_, ObjGetProperties>) -> Result<()> {
+        let id = p.fixed().obj_id.get();
         let saved = self.saved().clone();
         let plane = saved.plane;
         let crtc_of = |on: bool| u64::from(if on { ids::CRTC } else { 0 });
@@ -767,9 +897,18 @@ impl Call<'_> {
             }
             _ => return fail(ENOENT),
         };
-        p.put_u32s(0, &props);
-        p.put_u64s(1, &values);
-        p.set_u32(8, kind);
+        p.put(ObjGetProperties::PROPS, props.into_iter().map(U32::new))?;
+        p.put(ObjGetProperties::PROP_VALUES, values.into_iter().map(U64::new))?;
+        p.fixed().obj_type = kind.into();
         Ok(())
     }
+}
+
+/// A NUL-padded 32-byte name field (every name here is shorter).
+fn name_field(name: &str) -> [u8; 32] {
+    let mut field = [0u8; 32];
+    for (out, byte) in field.iter_mut().zip(name.bytes()) {
+        *out = byte;
+    }
+    field
 }

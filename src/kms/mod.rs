@@ -1,6 +1,8 @@
 //! The display object model: one connector, encoder, CRTC and primary plane (Bochs has one output),
-//! framebuffers, per-file dumb buffers and per-VT state, plus the DRM ioctl codec. Pure: no I/O and
-//! no `unsafe`; hardware is reached through [`Adapter`], buffer memory through [`Allocator`].
+//! framebuffers, per-file dumb buffers and per-VT state, plus the DRM ioctls: their wire structs
+//! ([`wire`]), their payload format ([`codec`]), and their table, one row per ioctl
+//! ([`codec::ioctl`]), kept beside the handlers the rows name. Pure: no I/O and no `unsafe`;
+//! hardware is reached through [`Adapter`], buffer memory through [`Allocator`].
 //!
 //! Guarantees:
 //! * Every client input gets an errno, never a panic, and cannot reach another file's dumb buffers
@@ -18,12 +20,16 @@
 pub mod codec;
 mod ioctls;
 mod props;
+pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use zerocopy::IntoBytes;
+
 use crate::device::Adapter;
+use wire::EventVblank;
 
 /// Object ids, numbered as the reference driver numbers them for one display: properties 1–17,
 /// then plane, CRTC, encoder, connector. Framebuffers and blobs are numbered after them.
@@ -54,11 +60,6 @@ pub const MAX_FRAMEBUFFERS_PER_FILE: usize = 256;
 /// handed out by inputd; anything past this is refused, so no client can make per-VT state for
 /// absurd numbers.
 pub const MAX_VT: usize = 4096;
-
-/// Bytes in one `drm_event_vblank`, the only event displayd queues.
-pub const EVENT_BYTES: usize = 32;
-/// `drm_event.type` of a page-flip completion (DRM_EVENT_FLIP_COMPLETE).
-pub const EVENT_FLIP_COMPLETE: u32 = 2;
 
 /// Memory that backs a dumb buffer: page-aligned, page-rounded, its own mapping, never reused.
 pub trait BufferMemory: Send + Sync {
@@ -168,7 +169,7 @@ struct File {
     dumb_bytes: usize,
     unique_set: bool,
     /// Flip-completion events not yet read (at most one per CRTC: a second flip is EBUSY).
-    events: VecDeque<[u8; EVENT_BYTES]>,
+    events: VecDeque<EventVblank>,
     /// An event was queued since the scheme last asked (so it can signal readiness once per event).
     new_event: bool,
 }
@@ -326,7 +327,7 @@ impl Kms {
     /// unplug, so events queued before it are still delivered.
     pub fn read_events(&self, file: FileId, buf: &mut [u8]) -> syscall::error::Result<usize> {
         use syscall::error::{Error, EAGAIN, EBADF, EINVAL};
-        if buf.len() < EVENT_BYTES {
+        if buf.len() < size_of::<EventVblank>() {
             return Err(Error::new(EINVAL));
         }
         let mut state = self.lock();
@@ -335,10 +336,10 @@ impl Kms {
             return Err(Error::new(EAGAIN));
         }
         let mut read = 0;
-        for out in buf.chunks_exact_mut(EVENT_BYTES) {
+        for out in buf.chunks_exact_mut(size_of::<EventVblank>()) {
             let Some(event) = file.events.pop_front() else { break };
-            out.copy_from_slice(&event);
-            read += EVENT_BYTES;
+            out.copy_from_slice(event.as_bytes());
+            read += out.len();
         }
         Ok(read)
     }
@@ -359,19 +360,15 @@ impl Kms {
     fn queue_flip_event(&self, state: &mut State, file: FileId, user_data: u64) {
         state.flips = state.flips.wrapping_add(1);
         let since_bind = self.bound_at.elapsed();
-        let mut event = [0u8; EVENT_BYTES];
-        let fields: [(usize, u32); 6] = [
-            (0, EVENT_FLIP_COMPLETE),
-            (4, EVENT_BYTES as u32),
-            (16, u32::try_from(since_bind.as_secs()).unwrap_or(u32::MAX)),
-            (20, since_bind.subsec_micros()),
-            (24, state.flips),
-            (28, ids::CRTC),
-        ];
-        for (at, value) in fields {
-            event[at..at + 4].copy_from_slice(&value.to_le_bytes());
-        }
-        event[8..16].copy_from_slice(&user_data.to_le_bytes());
+        let event = EventVblank {
+            r#type: EventVblank::FLIP_COMPLETE.into(),
+            length: (size_of::<EventVblank>() as u32).into(),
+            user_data: user_data.into(),
+            tv_sec: u32::try_from(since_bind.as_secs()).unwrap_or(u32::MAX).into(),
+            tv_usec: since_bind.subsec_micros().into(),
+            sequence: state.flips.into(),
+            crtc_id: ids::CRTC.into(),
+        };
         if let Some(file) = state.files.get_mut(&file) {
             file.events.push_back(event);
             file.new_event = true;

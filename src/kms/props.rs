@@ -1,6 +1,4 @@
-//! The standard DRM properties (ids 1–17, as the reference numbers them) and mode records.
-
-use crate::device::edid::Mode;
+//! The standard DRM properties (ids 1–17, as the reference numbers them).
 
 /// Property flags.
 pub const RANGE: u32 = 2;
@@ -84,34 +82,4 @@ pub fn property(id: u32) -> Option<Property> {
         17 => p("FB_DAMAGE_CLIPS", BLOB | ATOMIC, &[], &[]),
         _ => return None,
     })
-}
-
-/// DRM_MODE_TYPE_PREFERRED.
-const TYPE_PREFERRED: u32 = 8;
-/// DRM_MODE_TYPE_DRIVER.
-const TYPE_DRIVER: u32 = 64;
-
-/// Writes `mode` as a 68-byte `drm_mode_modeinfo`.
-pub fn encode_mode(out: &mut [u8], mode: &Mode) {
-    out.fill(0);
-    out[0..4].copy_from_slice(&mode.clock_khz.to_le_bytes());
-    let u16s = [mode.hdisplay, mode.hsync_start, mode.hsync_end, mode.htotal, 0];
-    for (i, v) in u16s.iter().enumerate() {
-        out[4 + 2 * i..6 + 2 * i].copy_from_slice(&v.to_le_bytes());
-    }
-    let v16s = [mode.vdisplay, mode.vsync_start, mode.vsync_end, mode.vtotal, 0];
-    for (i, v) in v16s.iter().enumerate() {
-        out[14 + 2 * i..16 + 2 * i].copy_from_slice(&v.to_le_bytes());
-    }
-    out[24..28].copy_from_slice(&mode.refresh_hz().to_le_bytes());
-    let kind = TYPE_DRIVER | if mode.preferred { TYPE_PREFERRED } else { 0 };
-    out[32..36].copy_from_slice(&kind.to_le_bytes());
-    let name = format!("{}x{}", mode.hdisplay, mode.vdisplay);
-    out[36..36 + name.len().min(31)].copy_from_slice(&name.as_bytes()[..name.len().min(31)]);
-}
-
-/// The visible size a 68-byte `drm_mode_modeinfo` asks for.
-pub fn decode_size(bytes: &[u8]) -> (u16, u16) {
-    let at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-    (at(4), at(14))
 }

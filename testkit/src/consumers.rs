@@ -2,8 +2,9 @@
 //! the scheme, with their failure rules: where the real consumer would panic, these return
 //! [`ConsumerError::WouldPanic`], so a test can prove displayd never drives them there.
 
-use crate::drm::{self, cap, Connector, Dumb};
+use crate::drm::{self, Connector, Dumb};
 use crate::kernel::{Fd, Kernel, Mapping};
+use displayd::kms::wire::{cap, client_cap};
 
 /// Which consumer's rules apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +56,7 @@ impl ConsumerDisplay {
             return Err(ConsumerError::WouldPanic("dumb buffers unsupported".into()));
         }
         if consumer == Consumer::Orbital {
-            drm::set_client_cap(&fd, cap::CURSOR_PLANE_HOTSPOT, 1).map_err(fails("SET_CLIENT_CAP"))?;
+            drm::set_client_cap(&fd, client_cap::CURSOR_PLANE_HOTSPOT, 1).map_err(fails("SET_CLIENT_CAP"))?;
             // Either failing means "software cursor", which is what Bochs gets.
             let _ = drm::get_cap(&fd, cap::CURSOR_HEIGHT).and_then(|_| drm::get_cap(&fd, cap::CURSOR_WIDTH));
             let resources = drm::card_res(&fd).map_err(panics("resource_handles"))?;

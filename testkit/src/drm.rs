@@ -1,51 +1,70 @@
 //! Client-side DRM calls, encoded byte for byte as relibc's redox-ioctl shim sends them, with the
-//! drm crate's call sequences (count probes first, then the real call).
+//! drm crate's call sequences (count probes first, then the real call). Every payload is built from
+//! the server's own wire structs ([`displayd::kms::wire`]), so client and server share one layout.
 
 use syscall::error::{Error, Result, EINVAL};
+use zerocopy::little_endian::U32;
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::kernel::Fd;
-use displayd::kms::codec::{ioctl, MODE_INFO_BYTES};
+use displayd::kms::codec::{ioctl, Fixed, Payload};
+use displayd::kms::wire::{
+    CardRes, ClipRect, CreateDumb, Crtc, CrtcPageFlip, Cursor, DestroyDumb, EventVblank, FbCmd, FbCmd2,
+    FbDirtyCmd, GetCap, GetConnector, GetEncoder, MapDumb, ModeInfo, RmFb, SetClientCap,
+};
 
-/// GET_CAP ids.
-pub mod cap {
-    /// DRM_CAP_DUMB_BUFFER.
-    pub const DUMB_BUFFER: u64 = 1;
-    /// DRM_CAP_DUMB_PREFER_SHADOW.
-    pub const DUMB_PREFER_SHADOW: u64 = 4;
-    /// DRM_CAP_CURSOR_WIDTH.
-    pub const CURSOR_WIDTH: u64 = 8;
-    /// DRM_CAP_CURSOR_HEIGHT.
-    pub const CURSOR_HEIGHT: u64 = 9;
-    /// DRM_CLIENT_CAP_CURSOR_PLANE_HOTSPOT.
-    pub const CURSOR_PLANE_HOTSPOT: u64 = 6;
+/// Bytes in one `drm_mode_modeinfo`.
+pub const MODE_INFO_BYTES: usize = size_of::<ModeInfo>();
+
+/// Sends `fixed` alone as ioctl `nr` and returns it as the server edited it.
+fn call<T: Fixed>(fd: &Fd, nr: u64, mut fixed: T) -> Result<T> {
+    fd.call(nr, fixed.as_mut_bytes())?;
+    Ok(fixed)
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+/// Sends `fixed` as ioctl `nr` with room for every array its count fields announce, filled by
+/// `fill` (zeroes where it writes nothing). Returns the fixed part as the server answered it, and
+/// the payload with the fixed part as sent: the server reports real totals in the count fields,
+/// which may exceed the room (the count-probe convention), while the arrays lie where the sent
+/// counts put them, so the returned payload always parses.
+fn call_with_arrays<T: Fixed>(
+    fd: &Fd,
+    nr: u64,
+    mut fixed: T,
+    fill: impl FnOnce(&mut Payload<'_, T>) -> Result<()>,
+) -> Result<(T, Vec<u8>)> {
+    let room = T::ARRAYS
+        .iter()
+        .try_fold(0usize, |room, array| {
+            let count = usize::try_from((array.count)(&mut fixed).get()).ok()?;
+            room.checked_add(count.checked_mul(array.element)?)
+        })
+        .ok_or(Error::new(EINVAL))?;
+    let mut payload = Vec::with_capacity(size_of::<T>() + room);
+    payload.extend_from_slice(fixed.as_bytes());
+    payload.resize(size_of::<T>() + room, 0);
+    fill(&mut Payload::parse(&mut payload)?)?;
+    fd.call(nr, &mut payload)?;
+    let (answer, _) = T::read_from_prefix(&payload).map_err(|_| Error::new(EINVAL))?;
+    fixed.write_to_prefix(&mut payload).map_err(|_| Error::new(EINVAL))?;
+    Ok((answer, payload))
 }
 
-fn put(bytes: &mut [u8], at: usize, value: u32) {
-    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
-}
-
-fn u32s(bytes: &[u8]) -> Vec<u32> {
-    bytes.chunks_exact(4).map(|c| u32_at(c, 0)).collect()
+/// The `u32`s in `ids`.
+fn u32s(ids: &[U32]) -> Vec<u32> {
+    ids.iter().map(|id| id.get()).collect()
 }
 
 /// GET_CAP.
 pub fn get_cap(fd: &Fd, capability: u64) -> Result<u64> {
-    let mut p = [0u8; 16];
-    p[..8].copy_from_slice(&capability.to_le_bytes());
-    fd.call(ioctl::GET_CAP, &mut p)?;
-    Ok(u64::from_le_bytes(p[8..16].try_into().expect("8 bytes")))
+    let reply = call(fd, ioctl::GET_CAP, GetCap { capability: capability.into(), ..GetCap::new_zeroed() })?;
+    Ok(reply.value.get())
 }
 
 /// SET_CLIENT_CAP.
 pub fn set_client_cap(fd: &Fd, capability: u64, value: u64) -> Result<()> {
-    let mut p = [0u8; 16];
-    p[..8].copy_from_slice(&capability.to_le_bytes());
-    p[8..].copy_from_slice(&value.to_le_bytes());
-    fd.call(ioctl::SET_CLIENT_CAP, &mut p).map(drop)
+    call(fd, ioctl::SET_CLIENT_CAP, SetClientCap { capability: capability.into(), value: value.into() })
+        .map(drop)
 }
 
 /// The ids MODE_CARD_RES lists.
@@ -63,23 +82,14 @@ pub struct Resources {
 
 /// MODE_CARD_RES, twice: counts first, then the arrays.
 pub fn card_res(fd: &Fd) -> Result<Resources> {
-    let mut probe = [0u8; 32];
-    fd.call(ioctl::MODE_CARD_RES, &mut probe)?;
-    let counts: Vec<usize> = (0..4).map(|i| u32_at(&probe, 4 * i) as usize).collect();
-    let mut p = probe.to_vec();
-    p.resize(32 + counts.iter().sum::<usize>() * 4, 0);
-    fd.call(ioctl::MODE_CARD_RES, &mut p)?;
-    let mut at = 32;
-    let mut take = |n: usize| {
-        let ids = u32s(&p[at..at + 4 * n]);
-        at += 4 * n;
-        ids
-    };
+    let probe = call(fd, ioctl::MODE_CARD_RES, CardRes::new_zeroed())?;
+    let (_, mut reply) = call_with_arrays(fd, ioctl::MODE_CARD_RES, probe, |_| Ok(()))?;
+    let reply = Payload::<CardRes>::parse(&mut reply)?;
     Ok(Resources {
-        fbs: take(counts[0]),
-        crtcs: take(counts[1]),
-        connectors: take(counts[2]),
-        encoders: take(counts[3]),
+        fbs: u32s(reply.elements(CardRes::FBS)?),
+        crtcs: u32s(reply.elements(CardRes::CRTCS)?),
+        connectors: u32s(reply.elements(CardRes::CONNECTORS)?),
+        encoders: u32s(reply.elements(CardRes::ENCODERS)?),
     })
 }
 
@@ -90,46 +100,48 @@ pub struct Connector {
     pub connection: u32,
     /// The connector's encoders.
     pub encoders: Vec<u32>,
-    /// Its modes, as raw 68-byte records (what SET_CRTC takes back).
+    /// Its modes, as raw records (what SET_CRTC takes back).
     pub modes: Vec<[u8; MODE_INFO_BYTES]>,
 }
 
 impl Connector {
     /// The visible size of mode `i`.
     pub fn size(&self, i: usize) -> Option<(u32, u32)> {
-        let m = self.modes.get(i)?;
-        Some((u16::from_le_bytes([m[4], m[5]]).into(), u16::from_le_bytes([m[14], m[15]]).into()))
+        let (width, height) = ModeInfo::read_from_bytes(self.modes.get(i)?).ok()?.size();
+        Some((width.into(), height.into()))
     }
 }
 
 /// GET_CONNECTOR as the drm crate issues it: with `force`, a probing first call (count_modes 0);
 /// without, a first call with one scratch mode; then again with the real counts, while they change.
 pub fn get_connector(fd: &Fd, id: u32, force: bool) -> Result<Connector> {
-    let (mut modes, mut encoders) = (usize::from(!force), 0usize);
+    let (mut modes, mut encoders) = (u32::from(!force), 0u32);
     loop {
-        let mut p = vec![0u8; 48 + encoders * 4 + modes * MODE_INFO_BYTES];
-        put(&mut p, 0, modes as u32);
-        put(&mut p, 8, encoders as u32);
-        put(&mut p, 16, id);
-        fd.call(ioctl::GET_CONNECTOR, &mut p)?;
-        let (real_modes, real_encoders) = (u32_at(&p, 0) as usize, u32_at(&p, 8) as usize);
-        if (real_modes, real_encoders) == (modes, encoders) {
-            let encoder_ids = u32s(&p[48..48 + 4 * encoders]);
-            let mode_bytes = &p[48 + 4 * encoders..];
-            let modes =
-                mode_bytes.chunks_exact(MODE_INFO_BYTES).map(|m| m.try_into().expect("68 bytes")).collect();
-            return Ok(Connector { connection: u32_at(&p, 28), encoders: encoder_ids, modes });
+        let request = GetConnector {
+            count_modes: modes.into(),
+            count_encoders: encoders.into(),
+            connector_id: id.into(),
+            ..GetConnector::new_zeroed()
+        };
+        let (answer, mut reply) = call_with_arrays(fd, ioctl::GET_CONNECTOR, request, |_| Ok(()))?;
+        let real = (answer.count_modes.get(), answer.count_encoders.get());
+        if real == (modes, encoders) {
+            let reply = Payload::<GetConnector>::parse(&mut reply)?;
+            // Raw records: sizes equal, so every conversion succeeds.
+            let modes = reply.elements(GetConnector::MODES)?;
+            let modes = modes.iter().filter_map(|mode| mode.as_bytes().try_into().ok()).collect();
+            let encoders = u32s(reply.elements(GetConnector::ENCODERS)?);
+            return Ok(Connector { connection: answer.connection.get(), encoders, modes });
         }
-        (modes, encoders) = (real_modes, real_encoders);
+        (modes, encoders) = real;
     }
 }
 
 /// GET_ENCODER: (crtc_id, possible_crtcs).
 pub fn get_encoder(fd: &Fd, id: u32) -> Result<(u32, u32)> {
-    let mut p = [0u8; 20];
-    put(&mut p, 0, id);
-    fd.call(ioctl::GET_ENCODER, &mut p)?;
-    Ok((u32_at(&p, 8), u32_at(&p, 12)))
+    let reply =
+        call(fd, ioctl::GET_ENCODER, GetEncoder { encoder_id: id.into(), ..GetEncoder::new_zeroed() })?;
+    Ok((reply.crtc_id.get(), reply.possible_crtcs.get()))
 }
 
 /// A dumb buffer: handle, pitch, size.
@@ -145,44 +157,40 @@ pub struct Dumb {
 
 /// CREATE_DUMB at 32 bpp.
 pub fn create_dumb(fd: &Fd, width: u32, height: u32) -> Result<Dumb> {
-    let mut p = [0u8; 32];
-    put(&mut p, 0, height);
-    put(&mut p, 4, width);
-    put(&mut p, 8, 32);
-    fd.call(ioctl::CREATE_DUMB, &mut p)?;
-    Ok(Dumb {
-        handle: u32_at(&p, 16),
-        pitch: u32_at(&p, 20),
-        size: u64::from_le_bytes(p[24..32].try_into().expect("8")),
-    })
+    let request =
+        CreateDumb { height: height.into(), width: width.into(), bpp: 32.into(), ..CreateDumb::new_zeroed() };
+    let reply = call(fd, ioctl::CREATE_DUMB, request)?;
+    Ok(Dumb { handle: reply.handle.get(), pitch: reply.pitch.get(), size: reply.size.get() })
 }
 
 /// MAP_DUMB: the mmap offset.
 pub fn map_dumb(fd: &Fd, handle: u32) -> Result<u64> {
-    let mut p = [0u8; 16];
-    put(&mut p, 0, handle);
-    fd.call(ioctl::MAP_DUMB, &mut p)?;
-    Ok(u64::from_le_bytes(p[8..16].try_into().expect("8 bytes")))
+    let reply = call(fd, ioctl::MAP_DUMB, MapDumb { handle: handle.into(), ..MapDumb::new_zeroed() })?;
+    Ok(reply.offset.get())
 }
 
 /// DESTROY_DUMB.
 pub fn destroy_dumb(fd: &Fd, handle: u32) -> Result<()> {
-    fd.call(ioctl::DESTROY_DUMB, &mut handle.to_le_bytes()).map(drop)
+    call(fd, ioctl::DESTROY_DUMB, DestroyDumb { handle: handle.into() }).map(drop)
 }
 
 /// ADD_FB at 32 bpp with `depth` 24 (XRGB8888) or 32 (ARGB8888).
 pub fn add_fb(fd: &Fd, width: u32, height: u32, pitch: u32, depth: u32, handle: u32) -> Result<u32> {
-    let mut p = [0u8; 28];
-    for (at, value) in [(4, width), (8, height), (12, pitch), (16, 32), (20, depth), (24, handle)] {
-        put(&mut p, at, value);
-    }
-    fd.call(ioctl::ADD_FB, &mut p)?;
-    Ok(u32_at(&p, 0))
+    let request = FbCmd {
+        fb_id: 0.into(),
+        width: width.into(),
+        height: height.into(),
+        pitch: pitch.into(),
+        bpp: 32.into(),
+        depth: depth.into(),
+        handle: handle.into(),
+    };
+    Ok(call(fd, ioctl::ADD_FB, request)?.fb_id.get())
 }
 
 /// RM_FB.
 pub fn rm_fb(fd: &Fd, fb: u32) -> Result<()> {
-    fd.call(ioctl::RM_FB, &mut fb.to_le_bytes()).map(drop)
+    call(fd, ioctl::RM_FB, RmFb { fb_id: fb.into() }).map(drop)
 }
 
 /// SET_CRTC with a mode record from GET_CONNECTOR (or none: CRTC off).
@@ -193,31 +201,36 @@ pub fn set_crtc(
     connectors: &[u32],
     mode: Option<&[u8; MODE_INFO_BYTES]>,
 ) -> Result<()> {
-    let mut p = vec![0u8; 96 + 4 * connectors.len()];
-    put(&mut p, 0, connectors.len() as u32);
-    put(&mut p, 4, crtc);
-    put(&mut p, 8, fb);
-    if let Some(mode) = mode {
-        put(&mut p, 24, 1);
-        p[28..96].copy_from_slice(mode);
-    }
-    for (i, c) in connectors.iter().enumerate() {
-        put(&mut p, 96 + 4 * i, *c);
-    }
-    fd.call(ioctl::SET_CRTC, &mut p).map(drop)
+    let request = Crtc {
+        count_connectors: (connectors.len() as u32).into(),
+        crtc_id: crtc.into(),
+        fb_id: fb.into(),
+        mode_valid: u32::from(mode.is_some()).into(),
+        mode: mode
+            .and_then(|record| ModeInfo::read_from_bytes(record).ok())
+            .unwrap_or_else(ModeInfo::new_zeroed),
+        ..Crtc::new_zeroed()
+    };
+    call_with_arrays(fd, ioctl::SET_CRTC, request, |p| {
+        p.put(Crtc::CONNECTORS, connectors.iter().map(|&c| U32::new(c)))
+    })
+    .map(drop)
 }
 
 /// DIRTYFB with clip rectangles (x1, y1, x2, y2).
 pub fn dirty_fb(fd: &Fd, fb: u32, clips: &[[u16; 4]]) -> Result<()> {
-    let mut p = vec![0u8; 16 + 8 * clips.len()];
-    put(&mut p, 0, fb);
-    put(&mut p, 12, clips.len() as u32);
-    for (i, clip) in clips.iter().enumerate() {
-        for (j, v) in clip.iter().enumerate() {
-            p[16 + 8 * i + 2 * j..18 + 8 * i + 2 * j].copy_from_slice(&v.to_le_bytes());
-        }
-    }
-    fd.call(ioctl::DIRTYFB, &mut p).map(drop)
+    let request =
+        FbDirtyCmd { fb_id: fb.into(), num_clips: (clips.len() as u32).into(), ..FbDirtyCmd::new_zeroed() };
+    call_with_arrays(fd, ioctl::DIRTYFB, request, |p| {
+        let clips = clips.iter().map(|&[x1, y1, x2, y2]| ClipRect {
+            x1: x1.into(),
+            y1: y1.into(),
+            x2: x2.into(),
+            y2: y2.into(),
+        });
+        p.put(FbDirtyCmd::CLIPS, clips)
+    })
+    .map(drop)
 }
 
 /// What GET_FB and GET_FB2 report about a framebuffer.
@@ -235,18 +248,24 @@ pub struct FbInfo {
 
 /// GET_FB.
 pub fn get_fb(fd: &Fd, fb: u32) -> Result<FbInfo> {
-    let mut p = [0u8; 28];
-    put(&mut p, 0, fb);
-    fd.call(ioctl::GET_FB, &mut p)?;
-    Ok(FbInfo { width: u32_at(&p, 4), height: u32_at(&p, 8), pitch: u32_at(&p, 12), handle: u32_at(&p, 24) })
+    let reply = call(fd, ioctl::GET_FB, FbCmd { fb_id: fb.into(), ..FbCmd::new_zeroed() })?;
+    Ok(FbInfo {
+        width: reply.width.get(),
+        height: reply.height.get(),
+        pitch: reply.pitch.get(),
+        handle: reply.handle.get(),
+    })
 }
 
 /// GET_FB2 (plane 0).
 pub fn get_fb2(fd: &Fd, fb: u32) -> Result<FbInfo> {
-    let mut p = [0u8; 104];
-    put(&mut p, 0, fb);
-    fd.call(ioctl::GET_FB2, &mut p)?;
-    Ok(FbInfo { width: u32_at(&p, 4), height: u32_at(&p, 8), pitch: u32_at(&p, 36), handle: u32_at(&p, 20) })
+    let reply = call(fd, ioctl::GET_FB2, FbCmd2 { fb_id: fb.into(), ..FbCmd2::new_zeroed() })?;
+    Ok(FbInfo {
+        width: reply.width.get(),
+        height: reply.height.get(),
+        pitch: reply.pitches[0].get(),
+        handle: reply.handles[0].get(),
+    })
 }
 
 /// One `drm_event_vblank` as `read` returns it.
@@ -273,16 +292,18 @@ pub struct VblankEvent {
 pub fn read_events(fd: &Fd) -> Result<Vec<VblankEvent>> {
     let mut buf = [0u8; 1024];
     let len = fd.read(&mut buf)?;
-    Ok(buf[..len]
-        .chunks_exact(32)
+    let whole = len - len % size_of::<EventVblank>();
+    let events = <[EventVblank]>::ref_from_bytes(&buf[..whole]).map_err(|_| Error::new(EINVAL))?;
+    Ok(events
+        .iter()
         .map(|e| VblankEvent {
-            kind: u32_at(e, 0),
-            length: u32_at(e, 4),
-            user_data: u64::from_le_bytes(e[8..16].try_into().expect("8 bytes")),
-            tv_sec: u32_at(e, 16),
-            tv_usec: u32_at(e, 20),
-            sequence: u32_at(e, 24),
-            crtc_id: u32_at(e, 28),
+            kind: e.r#type.get(),
+            length: e.length.get(),
+            user_data: e.user_data.get(),
+            tv_sec: e.tv_sec.get(),
+            tv_usec: e.tv_usec.get(),
+            sequence: e.sequence.get(),
+            crtc_id: e.crtc_id.get(),
         })
         .collect())
 }
@@ -297,21 +318,27 @@ pub mod flip {
 
 /// PAGE_FLIP of `crtc` to `fb` with `flags`; `user_data` comes back in the completion event.
 pub fn page_flip(fd: &Fd, crtc: u32, fb: u32, flags: u32, user_data: u64) -> Result<()> {
-    let mut p = [0u8; 24];
-    put(&mut p, 0, crtc);
-    put(&mut p, 4, fb);
-    put(&mut p, 8, flags);
-    p[16..24].copy_from_slice(&user_data.to_le_bytes());
-    fd.call(ioctl::PAGE_FLIP, &mut p).map(drop)
+    let request = CrtcPageFlip {
+        crtc_id: crtc.into(),
+        fb_id: fb.into(),
+        flags: flags.into(),
+        reserved: 0.into(),
+        user_data: user_data.into(),
+    };
+    call(fd, ioctl::PAGE_FLIP, request).map(drop)
 }
 
 /// CURSOR (the legacy cursor ioctl): `flags` 1 sets the image from `handle` at `width`×`height`.
 pub fn cursor(fd: &Fd, crtc: u32, handle: u32, width: u32, height: u32) -> Result<()> {
-    let mut p = [0u8; 28];
-    for (at, value) in [(0, 1), (4, crtc), (16, width), (20, height), (24, handle)] {
-        put(&mut p, at, value);
-    }
-    fd.call(ioctl::CURSOR, &mut p).map(drop)
+    let request = Cursor {
+        flags: 1.into(),
+        crtc_id: crtc.into(),
+        width: width.into(),
+        height: height.into(),
+        handle: handle.into(),
+        ..Cursor::new_zeroed()
+    };
+    call(fd, ioctl::CURSOR, request).map(drop)
 }
 
 /// The first connector reporting "connected", as `first_display()` in Orbital and fbcond looks for.

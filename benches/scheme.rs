@@ -22,11 +22,11 @@ use std::time::Duration;
 use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
-use displayd::device::bochs::Removal;
+use displayd::device::bochs::Unplug;
 use displayd::device::words;
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice};
-use displayd_testkit::kernel::{Fd, Kernel, Mapping};
+use displayd_testkit::kernel::{ClientMapping, Fd, Kernel};
 use displayd_testkit::{drm, plug};
 
 mod common;
@@ -40,7 +40,7 @@ const RECT: usize = 256 * 256 * 4;
 struct Client {
     fd: Fd,
     fb: u32,
-    mapping: Mapping,
+    mapping: ClientMapping,
 }
 
 fn client(kernel: &Kernel) -> Client {
@@ -58,8 +58,8 @@ fn client(kernel: &Kernel) -> Client {
 
 fn scheme(c: &mut Criterion) {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).expect("scheme");
-    let slot = EmulatedDevice::new(Config::default()).expect("emulated device");
-    let _device = plug(&kernel, &slot, 1, || {}).expect("plug");
+    let emulated = EmulatedDevice::new(Config::default()).expect("emulated device");
+    let _device = plug(&kernel, &emulated, 1, || {}).expect("plug");
     let client = client(&kernel);
     let shadow = vec![0x5au8; FRAME];
     // Page-aligned, like the dumb buffer and VRAM the DIRTYFB copies between.
@@ -118,8 +118,8 @@ fn unplug_latency_with_a_drawing_client(samples: usize) -> Vec<u64> {
     let mut latencies: Vec<u64> = (0..samples)
         .map(|_| {
             let kernel = Kernel::new(DisplayScheme::new("display.bochs")).expect("scheme");
-            let slot = EmulatedDevice::new(Config::default()).expect("emulated device");
-            let _device = plug(&kernel, &slot, 1, || {}).expect("plug");
+            let emulated = EmulatedDevice::new(Config::default()).expect("emulated device");
+            let _device = plug(&kernel, &emulated, 1, || {}).expect("plug");
             let client = client(&kernel);
             let (stop, frames) = (AtomicBool::new(false), AtomicU64::new(0));
             std::thread::scope(|scope| {
@@ -134,7 +134,7 @@ fn unplug_latency_with_a_drawing_client(samples: usize) -> Vec<u64> {
                     std::thread::yield_now();
                 }
                 let start = Instant::now();
-                assert!(kernel.scheme().unplug_bound(Removal::Surprise), "the device was bound");
+                assert!(kernel.scheme().unplug_bound(Unplug::Surprise), "the device was bound");
                 let took = start.elapsed().as_nanos() as u64;
                 stop.store(true, SeqCst);
                 took
@@ -150,8 +150,8 @@ fn unplug_latency_with_a_drawing_client(samples: usize) -> Vec<u64> {
 /// serving requests on several threads could gain, given that both reach the same device object.
 fn small_call_latency(beside_a_drawing_client: bool, samples: usize) -> Vec<u64> {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).expect("scheme");
-    let slot = EmulatedDevice::new(Config::default()).expect("emulated device");
-    let _device = plug(&kernel, &slot, 1, || {}).expect("plug");
+    let emulated = EmulatedDevice::new(Config::default()).expect("emulated device");
+    let _device = plug(&kernel, &emulated, 1, || {}).expect("plug");
     let drawing = client(&kernel);
     let polling = kernel.open("v2/4", 1000).expect("open");
     let (stop, frames) = (AtomicBool::new(false), AtomicU64::new(0));

@@ -14,12 +14,12 @@
 
 use std::sync::Arc;
 
-use crate::device::bochs::{Bochs, DeviceError, Hardware, Health, Options, PciId, Removal};
+use crate::device::bochs::{Bochs, DeviceError, Hardware, Health, Options, PciId, Unplug};
 use crate::guard::Releases;
 use crate::kms::{Allocator, Kms};
 
 /// Why a device object's device is gone, as the health check found it. Either way it is a surprise
-/// removal: the device must be unplugged with [`Removal::Surprise`], never touched again.
+/// removal: the device must be unplugged with [`Unplug::Surprise`], never touched again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gone {
     /// The ID register reads this, not a Bochs id (0xFFFF on real PCI, 0x0000 on QEMU after
@@ -85,8 +85,8 @@ impl DeviceObject {
 
     /// Unplugs this object's device (orderly: scanout off first; surprise: not touched). When it
     /// returns, no thread touches the hardware again. `true` to the call that did it.
-    pub fn unplug(&self, removal: Removal) -> bool {
-        self.adapter.unplug(removal)
+    pub fn unplug(&self, kind: Unplug) -> bool {
+        self.adapter.unplug(kind)
     }
 
     /// Whether this object's device has been unplugged.

@@ -64,9 +64,19 @@
 //!   ENODEV; the object lives on while handles hold it.
 //! * **gone**: what a call learns when the hardware is already revoked (`DeviceError::Gone`);
 //!   **vanished**: the health probe's verdict when the ID register no longer reads a Bochs ID.
-//! * Two words still carry two meanings (not renamed yet, issue #13): *retired* is a thread's
-//!   presence slot handed back (guard) and a sysfs node never bound again (Linux platform); *slot*
-//!   is that per-thread presence slot, an emulated device plugged into a test, and a PCI slot.
+//! * **orderly** / **surprise**: the two kinds of unplug ([`device::bochs::Unplug`]): the driver's
+//!   own stop while the device is still there (scanout off first), or its answer to a removal it
+//!   learned of afterwards (nothing touched).
+//! * **slot**: only the guard's per-thread presence slot. A PCI function is named by its
+//!   **address** (`0000:00:02.0`); a test's emulated device is called `emulated`.
+//! * **retired**: a thread's presence slot handed back (guard). A sysfs node the Linux platform will
+//!   never bind again is **spent**.
+//! * **mapping**: memory mapped into an address space. displayd's own are `HostMapping` (Linux) and
+//!   `RedoxMapping` (Redox): BARs and dumb buffers; a `Vram` or `Mmio` reaches its BAR through a
+//!   `MappedRange` that owns one; a client's `mmap` of a dumb buffer in the test kit's stand-in
+//!   kernel is a `ClientMapping`.
+//! * **PCI function**: pcid's `PciFunction` (what pcid-spawner hands over on Redox) and the Linux
+//!   platform's `SysfsFunction` (a function found under `/sys/bus/pci`).
 
 pub mod device;
 pub mod device_object;

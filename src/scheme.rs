@@ -35,7 +35,7 @@ use syscall::flag::{EventFlags, MapFlags, MunmapFlags};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
-use crate::device::bochs::Removal;
+use crate::device::bochs::Unplug;
 use crate::device_object::DeviceObject;
 use crate::kms::{BufferMemory, FileId, MAX_VT};
 
@@ -95,10 +95,10 @@ impl DisplayScheme {
     /// Unplugs `device` (orderly or surprise) and, if it is still the bound one, stops binding new
     /// opens to it; a device bound since then stays bound. Returns whether `device` was the bound
     /// one.
-    pub fn unplug(&self, device: &Arc<DeviceObject>, removal: Removal) -> bool {
+    pub fn unplug(&self, device: &Arc<DeviceObject>, kind: Unplug) -> bool {
         // Through the presence guard, with no lock of the scheme held: calls under way on other
         // threads finish their sections, new ones find the device gone.
-        device.unplug(removal);
+        device.unplug(kind);
         let bound = {
             let mut bound = lock(&self.device);
             let is_it = bound.as_ref().is_some_and(|d| Arc::ptr_eq(d, device));
@@ -118,9 +118,9 @@ impl DisplayScheme {
 
     /// Unplugs the device new opens bind to, if any (the control path, SIGTERM, the scheme's
     /// unmount). Returns `false` if there was none.
-    pub fn unplug_bound(&self, removal: Removal) -> bool {
+    pub fn unplug_bound(&self, kind: Unplug) -> bool {
         let Some(device) = self.device() else { return false };
-        self.unplug(&device, removal)
+        self.unplug(&device, kind)
     }
 
     /// The health probe on the bound device ([`DeviceObject::check_health`]): a device found gone is
@@ -129,7 +129,7 @@ impl DisplayScheme {
         let Some(device) = self.device() else { return false };
         let Some(gone) = device.check_health() else { return false };
         log::warn!("health probe: device {}: {gone}: surprise removal", device.instance);
-        self.unplug(&device, Removal::Surprise)
+        self.unplug(&device, Unplug::Surprise)
     }
 
     /// Unbinds the bound device if it has unplugged itself (the driver found it gone in the middle
@@ -138,7 +138,7 @@ impl DisplayScheme {
     /// Returns whether it unbound one.
     pub fn unbind_if_unplugged(&self) -> bool {
         match self.device() {
-            Some(device) if device.is_unplugged() => self.unplug(&device, Removal::Surprise),
+            Some(device) if device.is_unplugged() => self.unplug(&device, Unplug::Surprise),
             _ => false,
         }
     }
@@ -342,7 +342,7 @@ impl DisplayScheme {
         match self.handle(id)? {
             Handle::Control => match std::str::from_utf8(buf).map(str::trim) {
                 Ok("unplug") => {
-                    if !self.unplug_bound(Removal::Orderly) {
+                    if !self.unplug_bound(Unplug::Orderly) {
                         return Err(Error::new(ENODEV));
                     }
                     Ok(buf.len())

@@ -3,7 +3,7 @@
 #![cfg(not(loom))]
 
 use displayd::device::bochs::{
-    Bochs, DeviceError, Hardware, Health, Options, PciId, Rect, Removal, QEMU_BOCHS_DISPLAY,
+    Bochs, DeviceError, Hardware, Health, Options, PciId, Rect, Unplug, QEMU_BOCHS_DISPLAY,
 };
 use displayd::device::regs::*;
 use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
@@ -202,7 +202,7 @@ fn the_health_probe_sees_a_yank_and_unplug_then_refuses_everything() {
         assert_eq!(bochs.health(), Health::Present);
         dev.yank(reads);
         assert_eq!(bochs.health(), Health::Vanished(id));
-        assert!(bochs.unplug(Removal::Surprise));
+        assert!(bochs.unplug(Unplug::Surprise));
         // From here on any hardware access would abort this test process.
         dev.remove();
         assert_refuses_everything(&bochs);
@@ -215,9 +215,9 @@ fn an_orderly_unplug_disables_scanout_first_and_then_nothing_touches_the_device(
     let bochs = probe(&dev, BOCHS_DISPLAY, Options::default()).unwrap();
     bochs.set_mode(800, 600).unwrap();
     assert!(dev.scanout().is_some());
-    assert!(bochs.unplug(Removal::Orderly));
+    assert!(bochs.unplug(Unplug::Orderly));
     assert_eq!(dev.dispi(DISPI_ENABLE), 0, "scanout disabled while the device was still there");
-    assert!(!bochs.unplug(Removal::Orderly), "a second unplug does nothing");
+    assert!(!bochs.unplug(Unplug::Orderly), "a second unplug does nothing");
     dev.remove();
     assert_refuses_everything(&bochs);
 }

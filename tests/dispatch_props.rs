@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use displayd::device::bochs::Removal;
+use displayd::device::bochs::Unplug;
 use displayd::kms::codec::ioctl;
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice};
@@ -50,8 +50,8 @@ proptest! {
     #[test]
     fn random_client_input_never_panics_and_the_last_close_frees_everything(ops in prop::collection::vec(op(), 1..60)) {
         let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-        let slot = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
-        let device = plug(&kernel, &slot, 1, || {}).unwrap();
+        let emulated = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
+        let device = plug(&kernel, &emulated, 1, || {}).unwrap();
         let weak = Arc::downgrade(&device);
         drop(device);
         let clients = [kernel.open("v2/2", 1000).unwrap(), kernel.open("v2/3", 1001).unwrap()];
@@ -91,8 +91,8 @@ proptest! {
                 }
                 Op::Activate(vt) => kernel.scheme().activate(vt),
                 Op::Unplug => {
-                    kernel.scheme().unplug_bound(Removal::Orderly);
-                    slot.remove(); // any later hardware access aborts the test
+                    kernel.scheme().unplug_bound(Unplug::Orderly);
+                    emulated.remove(); // any later hardware access aborts the test
                 }
             }
         }
@@ -100,7 +100,7 @@ proptest! {
         let bound = kernel.scheme().device().is_some();
         prop_assert_eq!(weak.upgrade().is_some(), bound || !mappings.is_empty(), "alive exactly while bound or mapped");
         drop(mappings);
-        kernel.scheme().unplug_bound(Removal::Surprise);
+        kernel.scheme().unplug_bound(Unplug::Surprise);
         prop_assert!(weak.upgrade().is_none(), "the device object outlived every handle");
     }
 }
@@ -146,8 +146,8 @@ proptest! {
     ) {
         let (w, h) = (800u32, 600u32);
         let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-        let slot = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
-        let _device = plug(&kernel, &slot, 1, || {}).unwrap();
+        let emulated = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
+        let _device = plug(&kernel, &emulated, 1, || {}).unwrap();
         let fd = kernel.open("v2/3", 1000).unwrap();
         let connector = drm::get_connector(&fd, 21, true).unwrap();
         let mode = (0..connector.modes.len()).find(|&i| connector.size(i) == Some((w, h))).unwrap();
@@ -164,7 +164,7 @@ proptest! {
         kernel.scheme().activate(3);
         fill(0x77); // drawn, not yet flushed
         prop_assert_eq!(drm::dirty_fb(&fd, fb, &clips), Ok(()));
-        let screen = slot.scanout().unwrap();
+        let screen = emulated.scanout().unwrap();
         let repainted = |x: u32, y: u32| screen.pixel(x, y) == [0x77; 3];
         match expected_damage(&clips, (w, h)) {
             None => prop_assert!(!repainted(0, 0) && !repainted(w - 1, h - 1), "nothing to repaint"),

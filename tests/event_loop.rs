@@ -81,8 +81,8 @@ impl LoopIo for Script {
 
 /// A registered scheme (its root handle open) with the emulated device bound.
 fn scheme_with_device() -> (DisplayScheme, EmulatedDevice, usize) {
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
-    let (vram, mmio) = slot.map_bars();
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
+    let (vram, mmio) = emulated.map_bars();
     let hardware = Hardware { mmio, vram };
     let unique = "pci:0000:00:02.0".to_string();
     let device =
@@ -91,7 +91,7 @@ fn scheme_with_device() -> (DisplayScheme, EmulatedDevice, usize) {
     let scheme = DisplayScheme::new("display.bochs");
     let root = scheme.scheme_root().unwrap();
     scheme.bind(device);
-    (scheme, slot, root)
+    (scheme, emulated, root)
 }
 
 fn open_display(scheme: &mut DisplayScheme, root: usize) -> usize {
@@ -133,10 +133,10 @@ fn inputd_is_drained_on_every_wake_and_events_before_a_failed_read_still_apply()
 
 #[test]
 fn a_probe_unplug_is_unbound_at_the_next_wake_closing_inputd_and_serving_on() {
-    let (mut scheme, slot, root) = scheme_with_device();
+    let (mut scheme, emulated, root) = scheme_with_device();
     let device = scheme.device().unwrap();
     let _probe = HealthProbe::spawn(&device, std::time::Duration::from_millis(1)).unwrap();
-    slot.yank(YankedReads::Zeros);
+    emulated.yank(YankedReads::Zeros);
     // The probe's thread unplugs it; nothing here serves or ticks meanwhile.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !device.is_unplugged() {
@@ -165,7 +165,7 @@ fn a_probe_unplug_is_unbound_at_the_next_wake_closing_inputd_and_serving_on() {
 
 #[test]
 fn sigterm_unplugs_in_order_and_exits_once_the_last_client_handle_closes() {
-    let (mut scheme, slot, root) = scheme_with_device();
+    let (mut scheme, emulated, root) = scheme_with_device();
     let client = open_display(&mut scheme, root);
     scheme.device().unwrap().kms.adapter().set_mode(640, 480).unwrap();
     let mut script = Script { sigterm: true, ..Script::default() };
@@ -175,7 +175,7 @@ fn sigterm_unplugs_in_order_and_exits_once_the_last_client_handle_closes() {
     assert_eq!(run(&mut script, &mut scheme), 0);
     assert!(script.wakes.is_empty(), "it waited for the close");
     assert!(script.inputd_closed);
-    assert_eq!(slot.dispi(DISPI_ENABLE), 0, "orderly: scanout turned off before the hardware went");
+    assert_eq!(emulated.dispi(DISPI_ENABLE), 0, "orderly: scanout turned off before the hardware went");
 }
 
 #[test]
@@ -218,11 +218,11 @@ fn sigterm_with_no_client_exits_at_once() {
 
 #[test]
 fn an_unmounted_scheme_unplugs_in_order_and_exits_with_0() {
-    let (mut scheme, slot, _root) = scheme_with_device();
+    let (mut scheme, emulated, _root) = scheme_with_device();
     scheme.device().unwrap().kms.adapter().set_mode(640, 480).unwrap();
     let mut script = Script { unmounted: true, ..Script::default() };
     script.wakes.push_back(Wake::Scheme);
     assert_eq!(run(&mut script, &mut scheme), 0);
     assert!(scheme.device().is_none());
-    assert_eq!(slot.dispi(DISPI_ENABLE), 0);
+    assert_eq!(emulated.dispi(DISPI_ENABLE), 0);
 }

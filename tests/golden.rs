@@ -3,7 +3,7 @@
 //! and the readiness byte. A layout change anywhere shows up here as a byte diff.
 #![cfg(not(loom))]
 
-use displayd::device::bochs::Removal;
+use displayd::device::bochs::Unplug;
 use displayd::kms::codec::ioctl;
 use displayd::platform::startup::{decode_vt_events, VtEvent, READY_BYTE};
 use displayd::scheme::DisplayScheme;
@@ -27,10 +27,10 @@ fn exchange(fd: &Fd, nr: u64, request: &str) -> Vec<u8> {
 
 fn setup() -> (Kernel, EmulatedDevice, Fd) {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
-    plug(&kernel, &slot, 1, || {}).unwrap();
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
+    plug(&kernel, &emulated, 1, || {}).unwrap();
     let fd = kernel.open("v2/3", 1000).unwrap();
-    (kernel, slot, fd)
+    (kernel, emulated, fd)
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn page_flip_events_are_linux_drm_event_vblanks_read_whole_one_pending_per_crtc(
     assert_eq!(fd.fevent(EventFlags::EVENT_READ).unwrap(), EventFlags::empty());
     // Read: the next flip goes through; its event counts on, and is still delivered after an unplug.
     exchange(&fd, ioctl::PAGE_FLIP, "13000000 17000000 01000000 00000000 0700000000000000");
-    kernel.scheme().unplug_bound(Removal::Orderly);
+    kernel.scheme().unplug_bound(Unplug::Orderly);
     let events = drm::read_events(&fd).unwrap();
     assert_eq!((events.len(), events[0].user_data, events[0].sequence, events[0].crtc_id), (1, 7, 2, 19));
     assert!((events[0].tv_sec, events[0].tv_usec) >= (tv_sec, tv_usec), "timestamps never go back");
@@ -234,8 +234,8 @@ fn the_edid_blob_is_128_bytes_per_block_it_declares() {
     // GET_PROP_BLOB(22) length probe: the base block, no extensions.
     assert_eq!(exchange(&fd, ioctl::GET_PROP_BLOB, "16000000 00000000"), hex("16000000 80000000"));
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-    let slot = EmulatedDevice::new(Config { edid_extensions: 1, ..Config::default() }).unwrap();
-    plug(&kernel, &slot, 1, || {}).unwrap();
+    let emulated = EmulatedDevice::new(Config { edid_extensions: 1, ..Config::default() }).unwrap();
+    plug(&kernel, &emulated, 1, || {}).unwrap();
     let fd = kernel.open("v2/3", 1000).unwrap();
     assert_eq!(exchange(&fd, ioctl::GET_PROP_BLOB, "16000000 00000000"), hex("16000000 00010000"));
     let blob = exchange(&fd, ioctl::GET_PROP_BLOB, &format!("16000000 00010000 {}", "00".repeat(256)));
@@ -279,7 +279,7 @@ fn after_an_unplug_enodev_comes_before_any_payload_check_and_the_policy_calls_ke
     // Before: an unknown number and malformed payloads are EINVAL.
     assert_eq!(refused(&fd, 0x42, "00000000"), EINVAL);
     assert_eq!(refused(&fd, ioctl::GET_CAP, "0100000000000000 00000000000000"), EINVAL);
-    kernel.scheme().unplug_bound(Removal::Orderly);
+    kernel.scheme().unplug_bound(Unplug::Orderly);
     // After: ENODEV first, whatever the number or payload.
     assert_eq!(refused(&fd, 0x42, "00000000"), ENODEV);
     assert_eq!(refused(&fd, ioctl::GET_CAP, "0100000000000000 00000000000000"), ENODEV);

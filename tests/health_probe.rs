@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use displayd::device::bochs::{Hardware, Removal, QEMU_BOCHS_DISPLAY};
+use displayd::device::bochs::{Hardware, Unplug, QEMU_BOCHS_DISPLAY};
 use displayd::device_object::DeviceObject;
 use displayd::guard::Releases;
 use displayd::linux::memory::HostAllocator;
@@ -18,8 +18,8 @@ mod common;
 /// Generous: the probe ticks every millisecond here, and the machine may be loaded.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn bound(slot: &EmulatedDevice, released: &Arc<AtomicBool>) -> Arc<DeviceObject> {
-    let (vram, mmio) = slot.map_bars();
+fn bound(emulated: &EmulatedDevice, released: &Arc<AtomicBool>) -> Arc<DeviceObject> {
+    let (vram, mmio) = emulated.map_bars();
     let releases = Releases::new();
     let flag = Arc::clone(released);
     releases.add("test", move || flag.store(true, SeqCst));
@@ -47,13 +47,13 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn a_vanished_device_is_unplugged_by_the_probe_alone_and_its_thread_ends() {
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
     let released = Arc::new(AtomicBool::new(false));
-    let device = bound(&slot, &released);
+    let device = bound(&emulated, &released);
     device.kms.adapter().set_mode(640, 480).unwrap();
     let _probe = HealthProbe::spawn(&device, Duration::from_millis(1)).unwrap();
     // Nobody serves requests or calls the scheme: only the probe can notice.
-    slot.yank(YankedReads::Ones);
+    emulated.yank(YankedReads::Ones);
     wait_until("the probe unplugging the yanked device", || device.is_unplugged());
     // Its thread has ended: it no longer holds even its weak reference.
     wait_until("the probe thread ending", || Arc::weak_count(&device) == 0);
@@ -64,9 +64,9 @@ fn a_vanished_device_is_unplugged_by_the_probe_alone_and_its_thread_ends() {
 
 #[test]
 fn the_probe_never_keeps_a_device_object_alive() {
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
     let released = Arc::new(AtomicBool::new(false));
-    let device = bound(&slot, &released);
+    let device = bound(&emulated, &released);
     // A period this long never ticks during the test: the probe holds only its weak reference.
     let probe = HealthProbe::spawn(&device, Duration::from_secs(3600)).unwrap();
     drop(device);
@@ -76,16 +76,16 @@ fn the_probe_never_keeps_a_device_object_alive() {
 
 #[test]
 fn dropping_the_probe_ends_its_thread_and_an_orderly_unplug_ends_it_too() {
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
     let released = Arc::new(AtomicBool::new(false));
-    let device = bound(&slot, &released);
+    let device = bound(&emulated, &released);
     let probe = HealthProbe::spawn(&device, Duration::from_secs(3600)).unwrap();
     assert_eq!(Arc::weak_count(&device), 1, "the probe's weak reference");
     drop(probe);
     wait_until("the dropped probe's thread ending", || Arc::weak_count(&device) == 0);
 
     let _probe = HealthProbe::spawn(&device, Duration::from_millis(1)).unwrap();
-    device.unplug(Removal::Orderly);
+    device.unplug(Unplug::Orderly);
     wait_until("the probe thread ending after the unplug", || Arc::weak_count(&device) == 0);
-    assert!(slot.is_present(), "an orderly unplug is not a removal");
+    assert!(emulated.is_present(), "an orderly unplug is not a removal");
 }

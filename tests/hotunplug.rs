@@ -19,44 +19,44 @@ use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
 use displayd_testkit::kernel::Kernel;
 use displayd_testkit::plug;
 
-/// The "PCI bus": one slot, the scheme, and every device object ever bound.
+/// The "PCI bus": one emulated device at a time, the scheme, and every device object ever bound.
 struct Bus {
     kernel: Kernel,
-    slot: EmulatedDevice,
+    emulated: EmulatedDevice,
     bound: Vec<Weak<DeviceObject>>,
 }
 
 impl Bus {
     fn new() -> Bus {
         let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-        let (slot, device) = Bus::plug_new(&kernel, 1);
-        Bus { kernel, slot, bound: vec![Arc::downgrade(&device)] }
+        let (emulated, device) = Bus::plug_new(&kernel, 1);
+        Bus { kernel, emulated, bound: vec![Arc::downgrade(&device)] }
     }
 
     fn plug_new(kernel: &Kernel, instance: u32) -> (EmulatedDevice, Arc<DeviceObject>) {
         // 4 MiB keeps the many devices of a long run cheap; 1280x800 still fits.
-        let slot = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
-        let device = plug(kernel, &slot, instance, || {}).unwrap();
-        (slot, device)
+        let emulated = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
+        let device = plug(kernel, &emulated, instance, || {}).unwrap();
+        (emulated, device)
     }
 
-    /// Orderly removal: the administrator's `unplug`, then the device leaves its slot.
+    /// Orderly removal: the administrator's `unplug`, then the device is removed.
     fn unbind(&self) {
         self.kernel.open("control", 0).unwrap().write(b"unplug").unwrap();
-        self.slot.remove();
+        self.emulated.remove();
     }
 
     /// Surprise removal: the device vanishes; only the health probe can tell.
     fn remove(&self) {
-        self.slot.yank(YankedReads::Ones);
+        self.emulated.yank(YankedReads::Ones);
         assert!(self.kernel.scheme().check_health(), "the health probe missed a vanished device");
-        self.slot.remove();
+        self.emulated.remove();
     }
 
     /// A new device instance appears (rebind or rescan).
     fn bind(&mut self) {
-        let (slot, device) = Bus::plug_new(&self.kernel, self.bound.len() as u32 + 1);
-        self.slot = slot;
+        let (emulated, device) = Bus::plug_new(&self.kernel, self.bound.len() as u32 + 1);
+        self.emulated = emulated;
         self.bound.push(Arc::downgrade(&device));
     }
 
@@ -67,7 +67,7 @@ impl Bus {
         self.kernel.scheme().activate(3);
         let (w, h) = display.size();
         display.frame((0, 0, w, h), &[0x11, 0x22, 0x33, 0].repeat((w * h) as usize)).expect("one frame");
-        let screen = self.slot.scanout().expect("the new device shows the frame");
+        let screen = self.emulated.scanout().expect("the new device shows the frame");
         assert_eq!(screen.pixel(w / 2, h / 2), [0x33, 0x22, 0x11]);
     }
 

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use displayd::device::bochs::{Bochs, DeviceError, Options, PciId, Rect, Removal};
-use displayd::linux::pci::{find_bochs, PciFunction};
+use displayd::device::bochs::{Bochs, DeviceError, Options, PciId, Rect, Unplug};
+use displayd::linux::pci::{find_bochs, SysfsFunction};
 use displayd_testkit::fake_sysfs;
 
 #[test]
@@ -14,7 +14,7 @@ fn finds_enables_and_maps_a_bochs_function_and_unmaps_at_unplug() {
     let found = find_bochs(&root).unwrap();
     assert_eq!(found.len(), 1, "only the Bochs function");
     let function = &found[0];
-    assert_eq!(function.slot, "0000:00:02.0");
+    assert_eq!(function.address, "0000:00:02.0");
     assert_eq!(function.id, PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 });
     assert!(function.bars_ready().unwrap());
     fake_sysfs::assign_bars(&function.path, false);
@@ -34,7 +34,7 @@ fn finds_enables_and_maps_a_bochs_function_and_unmaps_at_unplug() {
     let resource0 = function.path.join("resource0");
     let maps = || std::fs::read_to_string("/proc/self/maps").unwrap();
     assert!(maps().contains(resource0.to_str().unwrap()), "VRAM is mapped while bound");
-    assert!(bochs.unplug(Removal::Orderly));
+    assert!(bochs.unplug(Unplug::Orderly));
     assert_eq!(bochs.set_mode(640, 480), Err(DeviceError::Gone));
     assert!(!maps().contains(resource0.to_str().unwrap()), "the unplug unmapped VRAM");
     std::fs::remove_dir_all(root).unwrap();
@@ -48,8 +48,8 @@ fn other_devices_and_broken_attributes_are_not_taken() {
     std::fs::write(root.join("bus/pci/devices/0000:00:02.0/vendor"), "nonsense").unwrap();
     let found = find_bochs(&root).unwrap();
     assert_eq!(found.len(), 1, "the broken function is skipped, the scan goes on");
-    assert_eq!(found[0].slot, "0000:00:03.0");
-    let error = PciFunction::bochs_at(&root.join("bus/pci/devices/0000:00:02.0")).unwrap_err();
+    assert_eq!(found[0].address, "0000:00:03.0");
+    let error = SysfsFunction::bochs_at(&root.join("bus/pci/devices/0000:00:02.0")).unwrap_err();
     assert!(error.to_string().contains("vendor"), "{error}");
     assert!(find_bochs(Path::new("/nonexistent")).is_err());
     std::fs::remove_dir_all(root).unwrap();

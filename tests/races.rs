@@ -14,12 +14,12 @@ use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
-use displayd::device::bochs::Removal;
+use displayd::device::bochs::Unplug;
 use displayd::device_object::DeviceObject;
 use displayd::kms::codec::ioctl;
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
-use displayd_testkit::kernel::{Fd, Kernel, Mapping};
+use displayd_testkit::kernel::{ClientMapping, Fd, Kernel};
 use displayd_testkit::{drm, plug};
 
 struct Rng(u64);
@@ -56,7 +56,7 @@ const CALLS: [u64; 12] = [
 fn client(kernel: Kernel, seed: u64, tag: u8, stop: Arc<AtomicBool>) {
     let mut rng = Rng::new(seed);
     let mut fds: Vec<Fd> = Vec::new();
-    let mut mappings: Vec<Mapping> = Vec::new();
+    let mut mappings: Vec<ClientMapping> = Vec::new();
     let mut fbs: Vec<u32> = Vec::new();
     for _ in 0..150 {
         if stop.load(SeqCst) {
@@ -120,10 +120,10 @@ fn client(kernel: Kernel, seed: u64, tag: u8, stop: Arc<AtomicBool>) {
 /// The device side: removals of every kind, replugs and VT switches at random moments.
 fn chaos(kernel: &Kernel, seed: u64, first: EmulatedDevice, bound: &mut Vec<Weak<DeviceObject>>) {
     let mut rng = Rng::new(seed ^ 0xc4a0_5000);
-    let mut slot = Some(first);
+    let mut emulated = Some(first);
     for _ in 0..12 {
         thread::sleep(Duration::from_micros(rng.below(1500)));
-        match (rng.below(5), slot.take()) {
+        match (rng.below(5), emulated.take()) {
             (0, Some(s)) => {
                 if let Ok(control) = kernel.open("control", 0) {
                     let _ = control.write(b"unplug");
@@ -140,23 +140,23 @@ fn chaos(kernel: &Kernel, seed: u64, first: EmulatedDevice, bound: &mut Vec<Weak
                 // must wait them out before the BARs go.
                 let device = kernel.scheme().device();
                 if let Some(device) = &device {
-                    device.unplug(Removal::Surprise);
+                    device.unplug(Unplug::Surprise);
                 }
                 s.remove();
                 if let Some(device) = &device {
-                    kernel.scheme().unplug(device, Removal::Surprise);
+                    kernel.scheme().unplug(device, Unplug::Surprise);
                 }
             }
             (3, s) => {
-                slot = s;
+                emulated = s;
                 kernel.scheme().activate(1 + rng.below(3) as usize);
             }
-            (_, Some(s)) => slot = Some(s),
+            (_, Some(s)) => emulated = Some(s),
             (_, None) => {
                 let new = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
                 let device = plug(kernel, &new, bound.len() as u32 + 1, || {}).unwrap();
                 bound.push(Arc::downgrade(&device));
-                slot = Some(new);
+                emulated = Some(new);
             }
         }
     }
@@ -164,8 +164,8 @@ fn chaos(kernel: &Kernel, seed: u64, first: EmulatedDevice, bound: &mut Vec<Weak
 
 fn run_seed(seed: u64) {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-    let slot = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
-    let mut bound = vec![Arc::downgrade(&plug(&kernel, &slot, 1, || {}).unwrap())];
+    let emulated = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).unwrap();
+    let mut bound = vec![Arc::downgrade(&plug(&kernel, &emulated, 1, || {}).unwrap())];
     kernel.scheme().activate(1);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (1..=3u8)
@@ -174,12 +174,12 @@ fn run_seed(seed: u64) {
             thread::spawn(move || client(kernel, seed.wrapping_add(u64::from(tag)), tag, stop))
         })
         .collect();
-    chaos(&kernel, seed, slot, &mut bound);
+    chaos(&kernel, seed, emulated, &mut bound);
     stop.store(true, SeqCst);
     for client in clients {
         client.join().expect("a client thread panicked");
     }
-    kernel.scheme().unplug_bound(Removal::Surprise);
+    kernel.scheme().unplug_bound(Unplug::Surprise);
     assert!(bound.iter().all(|d| d.upgrade().is_none()), "a device object outlived every handle");
     assert_eq!(kernel.scheme().open_handles(), 1, "only the root handle is left");
 }

@@ -18,23 +18,23 @@ use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, ENXIO};
 
 struct Rig {
     kernel: Kernel,
-    slot: EmulatedDevice,
+    emulated: EmulatedDevice,
     device: Arc<DeviceObject>,
     released: Arc<AtomicBool>,
 }
 
 fn rig() -> Rig {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-    let (slot, device, released) = replug(&kernel, 1);
-    Rig { kernel, slot, device, released }
+    let (emulated, device, released) = replug(&kernel, 1);
+    Rig { kernel, emulated, device, released }
 }
 
 fn replug(kernel: &Kernel, instance: u32) -> (EmulatedDevice, Arc<DeviceObject>, Arc<AtomicBool>) {
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
     let released = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&released);
-    let device = plug(kernel, &slot, instance, move || flag.store(true, SeqCst)).unwrap();
-    (slot, device, released)
+    let device = plug(kernel, &emulated, instance, move || flag.store(true, SeqCst)).unwrap();
+    (emulated, device, released)
 }
 
 fn solid(w: u32, h: u32, [r, g, b]: [u8; 3]) -> Vec<u8> {
@@ -53,14 +53,14 @@ fn orbital_starts_on_its_vt_and_its_frames_reach_the_screen_once_active() {
     let rig = rig();
     let mut orbital = ConsumerDisplay::start(&rig.kernel, Consumer::Orbital, 3).unwrap();
     assert_eq!(orbital.size(), (1280, 800), "the EDID's preferred mode");
-    assert!(rig.slot.scanout().is_none(), "VT 3 is not active yet: nothing reaches the screen");
+    assert!(rig.emulated.scanout().is_none(), "VT 3 is not active yet: nothing reaches the screen");
     orbital.frame((0, 0, 1280, 800), &solid(1280, 800, [10, 20, 30])).unwrap();
     rig.kernel.scheme().activate(3); // inputd -A 3
-    let screen = rig.slot.scanout().expect("activation replays VT 3");
+    let screen = rig.emulated.scanout().expect("activation replays VT 3");
     assert_eq!((screen.width, screen.height), (1280, 800));
     assert_eq!(screen.pixel(640, 400), [10, 20, 30]);
     orbital.frame((100, 50, 64, 32), &solid(64, 32, [200, 0, 0])).unwrap();
-    let screen = rig.slot.scanout().unwrap();
+    let screen = rig.emulated.scanout().unwrap();
     assert_eq!(screen.pixel(100, 50), [200, 0, 0]);
     assert_eq!(screen.pixel(163, 81), [200, 0, 0]);
     assert_eq!(screen.pixel(164, 81), [10, 20, 30]);
@@ -75,11 +75,11 @@ fn switching_vts_replays_each_consumers_screen() {
     fbcond.frame((0, 0, 1280, 800), &solid(1280, 800, [0, 0, 90])).unwrap();
     let mut orbital = ConsumerDisplay::start(&rig.kernel, Consumer::Orbital, 3).unwrap();
     orbital.frame((0, 0, 1280, 800), &solid(1280, 800, [0, 90, 0])).unwrap();
-    assert_eq!(rig.slot.scanout().unwrap().pixel(5, 5), [0, 0, 90], "VT 3 drew off screen");
+    assert_eq!(rig.emulated.scanout().unwrap().pixel(5, 5), [0, 0, 90], "VT 3 drew off screen");
     rig.kernel.scheme().activate(3);
-    assert_eq!(rig.slot.scanout().unwrap().pixel(5, 5), [0, 90, 0]);
+    assert_eq!(rig.emulated.scanout().unwrap().pixel(5, 5), [0, 90, 0]);
     rig.kernel.scheme().activate(2);
-    assert_eq!(rig.slot.scanout().unwrap().pixel(5, 5), [0, 0, 90]);
+    assert_eq!(rig.emulated.scanout().unwrap().pixel(5, 5), [0, 0, 90]);
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn after_an_orderly_unplug_consumers_keep_running_and_nothing_touches_the_device
     rig.kernel.scheme().activate(3);
     let control = rig.kernel.open("control", 0).unwrap();
     assert_eq!(control.write(b"unplug\n").unwrap(), 7);
-    rig.slot.remove(); // from here any hardware access aborts the test process
+    rig.emulated.remove(); // from here any hardware access aborts the test process
     let frame = solid(64, 64, [1, 2, 3]);
     for _ in 0..3 {
         orbital.frame((0, 0, 64, 64), &frame).expect("Orbital would not panic");
@@ -123,8 +123,8 @@ fn a_replugged_device_serves_new_opens_while_old_handles_stay_on_the_old_one() {
     let rig = rig();
     let mut old = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
     rig.kernel.scheme().activate(2);
-    rig.kernel.scheme().unplug(&rig.device, displayd::device::bochs::Removal::Surprise);
-    rig.slot.remove();
+    rig.kernel.scheme().unplug(&rig.device, displayd::device::bochs::Unplug::Surprise);
+    rig.emulated.remove();
     let (new_slot, new_device, _) = replug(&rig.kernel, 2);
     rig.kernel.scheme().activate(2);
     let mut fresh = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
@@ -196,7 +196,7 @@ fn the_reference_drivers_panics_are_errnos_here() {
     set_plane[4..8].copy_from_slice(&19u32.to_le_bytes());
     fd.call(ioctl::SET_PLANE, &mut set_plane).unwrap();
     rig.kernel.scheme().activate(3);
-    assert!(rig.slot.scanout().is_none(), "nothing to show, and no panic");
+    assert!(rig.emulated.scanout().is_none(), "nothing to show, and no panic");
     // GET_FB on every format the driver accepts (the reference panics on non-XRGB/ARGB).
     let dumb = drm::create_dumb(&fd, 64, 64).unwrap();
     let mut add_fb2 = [0u8; 104];
@@ -297,13 +297,13 @@ fn fixed(pairs: &[(usize, u32)], len: usize) -> Vec<u8> {
 fn page_flip_shows_the_new_framebuffer_without_tearing_and_close_fb_waits_for_the_plane() {
     let rig = rig();
     let (fd, first, _) = shown(&rig, [50, 0, 0]);
-    assert_eq!(rig.slot.scanout().unwrap().pixel(10, 10), [50, 0, 0]);
+    assert_eq!(rig.emulated.scanout().unwrap().pixel(10, 10), [50, 0, 0]);
     let second = framebuffer(&fd, 800, 600, [0, 60, 0]);
     fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, second)], 24)).unwrap();
-    assert_eq!(rig.slot.scanout().unwrap().pixel(799, 599), [0, 60, 0]);
-    assert_eq!(rig.slot.dispi(displayd::device::regs::DISPI_Y_OFFSET), 600, "flipped to the back page");
+    assert_eq!(rig.emulated.scanout().unwrap().pixel(799, 599), [0, 60, 0]);
+    assert_eq!(rig.emulated.dispi(displayd::device::regs::DISPI_Y_OFFSET), 600, "flipped to the back page");
     fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, first)], 24)).unwrap();
-    assert_eq!(rig.slot.dispi(displayd::device::regs::DISPI_Y_OFFSET), 0, "and back");
+    assert_eq!(rig.emulated.dispi(displayd::device::regs::DISPI_Y_OFFSET), 0, "and back");
     assert_eq!(
         errno(fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, second), (8, 4)], 24))),
         EINVAL,
@@ -386,7 +386,7 @@ fn set_plane_places_a_framebuffer_region_and_dpms_blanks_through_set_property() 
         (44, 64 << 16),
     ];
     fd.call(ioctl::SET_PLANE, &mut fixed(&request, 48)).unwrap();
-    let screen = rig.slot.scanout().unwrap();
+    let screen = rig.emulated.scanout().unwrap();
     assert_eq!(screen.pixel(300, 200), [9, 99, 199]);
     assert_eq!(screen.pixel(363, 231), [9, 99, 199]);
     assert_eq!(screen.pixel(364, 231), [0, 0, 0]);
@@ -410,10 +410,10 @@ fn the_health_probe_turns_a_yank_into_a_surprise_unplug() {
     let mut fbcond = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
     rig.kernel.scheme().activate(2);
     assert!(!rig.kernel.scheme().check_health(), "a present device is left alone");
-    rig.slot.yank(displayd_testkit::emulated::YankedReads::Ones);
+    rig.emulated.yank(displayd_testkit::emulated::YankedReads::Ones);
     assert!(rig.kernel.scheme().check_health());
     assert!(rig.kernel.scheme().device().is_none());
-    rig.slot.remove();
+    rig.emulated.remove();
     fbcond.frame((0, 0, 8, 8), &solid(8, 8, [1, 1, 1])).expect("fbcond keeps running");
     assert!(!rig.kernel.scheme().check_health(), "nothing left to probe");
 }
@@ -475,7 +475,7 @@ fn page_flip_of_a_small_plane_copies_only_the_plane() {
     fd.call(ioctl::SET_PLANE, &mut set_plane_req(a, (0, 0), (100, 100), (0, 0))).unwrap();
     fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, c)], 24)).expect("a flip between equal framebuffers");
     fd.call(ioctl::PAGE_FLIP, &mut fixed(&[(0, 19), (4, b)], 24)).unwrap();
-    let screen = rig.slot.scanout().unwrap();
+    let screen = rig.emulated.scanout().unwrap();
     assert_eq!(screen.pixel(50, 50), [0, 255, 0]);
     assert_eq!(screen.pixel(400, 400), [0, 0, 0], "nothing outside the plane reaches the screen");
 }
@@ -486,12 +486,12 @@ fn taking_the_plane_away_keeps_the_crtc_on() {
     let (fd, first, _) = shown(&rig, [9, 9, 9]);
     let a = framebuffer(&fd, 100, 100, [1, 2, 3]);
     fd.call(ioctl::SET_PLANE, &mut set_plane_req(0, (0, 0), (0, 0), (0, 0))).unwrap();
-    assert_eq!(rig.slot.scanout().expect("the mode stays").pixel(5, 5), [0, 0, 0], "no plane: black");
+    assert_eq!(rig.emulated.scanout().expect("the mode stays").pixel(5, 5), [0, 0, 0], "no plane: black");
     fd.call(ioctl::SET_PLANE, &mut set_plane_req(a, (10, 10), (100, 100), (0, 0))).expect("a plane again");
-    assert_eq!(rig.slot.scanout().unwrap().pixel(10, 10), [1, 2, 3]);
+    assert_eq!(rig.emulated.scanout().unwrap().pixel(10, 10), [1, 2, 3]);
     drm::set_crtc(&fd, 19, first, &[21], Some(&shown_mode(&fd))).unwrap();
     drm::rm_fb(&fd, first).unwrap();
-    assert_eq!(rig.slot.scanout().expect("the mode stays").pixel(5, 5), [0, 0, 0]);
+    assert_eq!(rig.emulated.scanout().expect("the mode stays").pixel(5, 5), [0, 0, 0]);
     fd.call(ioctl::SET_PLANE, &mut set_plane_req(a, (10, 10), (100, 100), (0, 0))).expect("after RM_FB too");
 }
 
@@ -507,7 +507,7 @@ fn a_closed_framebuffer_on_screen_outlives_its_file_until_the_plane_moves() {
     let (fd, first, _) = shown(&rig, [50, 60, 70]);
     fd.call(ioctl::CLOSE_FB, &mut fixed(&[(0, first)], 8)).unwrap();
     drop(fd);
-    assert_eq!(rig.slot.scanout().expect("still shown").pixel(5, 5), [50, 60, 70]);
+    assert_eq!(rig.emulated.scanout().expect("still shown").pixel(5, 5), [50, 60, 70]);
     assert_eq!(rig.device.kms.live_objects().0, 1, "kept only because the plane shows it");
     let next = rig.kernel.open("v2/3", 1000).unwrap();
     let fb = framebuffer(&next, 800, 600, [1, 1, 1]);
@@ -534,7 +534,7 @@ fn set_crtc_needs_a_framebuffer_for_a_mode_and_never_shows_another_vts_pixels() 
     bob.call(ioctl::SET_PLANE, &mut set_plane_req(tiny, (100, 100), (64, 64), (0, 0))).unwrap();
     rig.kernel.scheme().activate(3);
     rig.kernel.scheme().activate(4);
-    let screen = rig.slot.scanout().unwrap();
+    let screen = rig.emulated.scanout().unwrap();
     assert_eq!(screen.pixel(100, 100), [7, 7, 7]);
     assert_eq!(screen.pixel(10, 10), [0, 0, 0], "nothing of VT 3 around VT 4's plane");
 }
@@ -588,21 +588,21 @@ fn framebuffers_per_file_are_bounded() {
 
 #[test]
 fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone() {
-    use displayd::device::bochs::Removal;
+    use displayd::device::bochs::Unplug;
     use displayd::device_object::Gone;
     use displayd_testkit::emulated::YankedReads;
     let rig = rig();
     rig.kernel.open("control", 0).unwrap().write(b"unplug").unwrap();
-    rig.slot.remove();
+    rig.emulated.remove();
     assert_eq!(rig.device.check_health(), Some(Gone::AlreadyUnplugged));
     let (new_slot, new_device, _) = replug(&rig.kernel, 2);
     // A late remover of device 1 (a probe that saw it go) names it: device 2 stays bound.
-    assert!(!rig.kernel.scheme().unplug(&rig.device, Removal::Surprise), "device 1 was no longer bound");
+    assert!(!rig.kernel.scheme().unplug(&rig.device, Unplug::Surprise), "device 1 was no longer bound");
     assert!(Arc::ptr_eq(&rig.kernel.scheme().device().unwrap(), &new_device));
     assert_eq!(new_device.check_health(), None, "device 2 is untouched");
     new_slot.yank(YankedReads::Zeros);
     assert_eq!(new_device.check_health(), Some(Gone::Vanished(0)));
-    assert!(rig.kernel.scheme().unplug(&new_device, Removal::Surprise), "device 2 was the bound one");
+    assert!(rig.kernel.scheme().unplug(&new_device, Unplug::Surprise), "device 2 was the bound one");
     assert!(rig.kernel.scheme().device().is_none());
     new_slot.remove();
 }
@@ -610,11 +610,11 @@ fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone
 #[test]
 fn a_bind_whose_probe_fails_runs_the_managed_releases_at_once() {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
-    slot.yank(displayd_testkit::emulated::YankedReads::Ones);
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
+    emulated.yank(displayd_testkit::emulated::YankedReads::Ones);
     let released = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&released);
-    assert!(plug(&kernel, &slot, 1, move || flag.store(true, SeqCst)).is_err());
+    assert!(plug(&kernel, &emulated, 1, move || flag.store(true, SeqCst)).is_err());
     assert!(released.load(SeqCst), "the releases ran when the bind failed");
     assert!(kernel.scheme().device().is_none());
 }

@@ -34,19 +34,19 @@ fn pixels(w: u32, h: u32, value: u8) -> Vec<u8> {
 }
 
 /// One run: `consumer` draws on VT 2, the device is yanked with `reads`, `trigger` happens before
-/// any probe, then the consumer draws on, the probe runs, and the device leaves its slot. Returns
+/// any probe, then the consumer draws on, the probe runs, and the device is removed. Returns
 /// what went wrong, if anything.
 fn window(consumer: Consumer, reads: YankedReads, trigger: Trigger) -> Result<(), String> {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
-    let slot = EmulatedDevice::new(Config::default()).unwrap();
-    let device = plug(&kernel, &slot, 1, || {}).unwrap();
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
+    let device = plug(&kernel, &emulated, 1, || {}).unwrap();
     let mut display = ConsumerDisplay::start(&kernel, consumer, VT).map_err(|e| format!("start: {e:?}"))?;
     kernel.scheme().activate(VT);
     let (fb, crtc, connector) = display.ids();
     let (w, h) = display.size();
     display.frame((0, 0, 64, 64), &pixels(64, 64, 1)).map_err(|e| format!("first frame: {e:?}"))?;
 
-    slot.yank(reads);
+    emulated.yank(reads);
     let fd = display.fd();
     let answer = match trigger {
         Trigger::VtSwitch => {
@@ -102,7 +102,7 @@ fn window(consumer: Consumer, reads: YankedReads, trigger: Trigger) -> Result<()
     if kernel.scheme().device().is_some() {
         return Err("still bound after the health probe".into());
     }
-    slot.remove(); // from here any hardware access aborts the test
+    emulated.remove(); // from here any hardware access aborts the test
     draw(&mut display, "after the probe")?;
     if display.connected {
         return Err("GET_CONNECTOR still says connected after the probe".into());

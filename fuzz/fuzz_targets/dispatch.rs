@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use displayd::device::bochs::Removal;
+use displayd::device::bochs::Unplug;
 use displayd_testkit::emulated::{Config, EmulatedDevice};
 use displayd::kms::codec::ioctl;
 use displayd_testkit::kernel::Kernel;
@@ -19,8 +19,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|script: &[u8]| {
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).expect("scheme");
-    let slot = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).expect("device");
-    let device = plug(&kernel, &slot, 1, || {}).expect("plug");
+    let emulated = EmulatedDevice::new(Config { vram_bytes: 4 << 20, ..Config::default() }).expect("device");
+    let device = plug(&kernel, &emulated, 1, || {}).expect("plug");
     let weak = Arc::downgrade(&device);
     drop(device);
     let clients = [kernel.open("v2/2", 1000).expect("open"), kernel.open("v2/3", 1001).expect("open")];
@@ -70,14 +70,14 @@ fuzz_target!(|script: &[u8]| {
             113..=116 => mappings.clear(),
             117..=124 => kernel.scheme().activate(usize::from(arg % 5)),
             _ => {
-                kernel.scheme().unplug_bound(Removal::Orderly);
-                slot.remove();
+                kernel.scheme().unplug_bound(Unplug::Orderly);
+                emulated.remove();
             }
         }
     }
     drop(clients);
     drop(mappings);
-    kernel.scheme().unplug_bound(Removal::Surprise);
+    kernel.scheme().unplug_bound(Unplug::Surprise);
     assert!(weak.upgrade().is_none(), "the device object outlived every handle");
 });
 

@@ -94,12 +94,20 @@ impl std::fmt::Display for DeviceError {
 
 impl std::error::Error for DeviceError {}
 
-/// How the device is being removed.
+/// A device error as the client sees it: its errno ([`DeviceError::errno`]).
+impl From<DeviceError> for syscall::error::Error {
+    fn from(error: DeviceError) -> Self {
+        syscall::error::Error::new(error.errno())
+    }
+}
+
+/// Which kind of unplug: the driver's own stop, or its answer to a removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Removal {
-    /// Announced: the device is still there, so scanout is disabled first.
+pub enum Unplug {
+    /// The driver stops while the device is still there (control path, SIGTERM, unmount, or a
+    /// removal that is announced first), so scanout is disabled first.
     Orderly,
-    /// It is already gone: nothing may touch it.
+    /// The device is already gone (a removal the driver learned of afterwards): nothing may touch it.
     Surprise,
 }
 
@@ -405,7 +413,7 @@ impl Bochs {
                     "bochs: mode set read back {shown:?} and the ID register reads {id:#06x}: the device \
                      is gone; unplugging it"
                 );
-                self.unplug(Removal::Surprise);
+                self.unplug(Unplug::Surprise);
                 return Err(DeviceError::Gone);
             }
             log::warn!("bochs: asked for {width}x{height}x32, the device shows {shown:?}");
@@ -520,9 +528,9 @@ impl Bochs {
 
     /// Unplugs: after this returns no thread touches the hardware again, and the BAR mappings are
     /// released. Returns `true` to the call that did it.
-    pub fn unplug(&self, removal: Removal) -> bool {
-        log::info!("bochs: unplug ({removal:?}) started");
-        if removal == Removal::Orderly {
+    pub fn unplug(&self, kind: Unplug) -> bool {
+        log::info!("bochs: unplug ({kind:?}) started");
+        if kind == Unplug::Orderly {
             if let Some(hw) = self.hw.try_access() {
                 hw.mmio.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
             }

@@ -60,26 +60,27 @@ pub trait RegisterFile: Send + Sync {
     fn write(&self, offset: usize, width: Width, value: u32);
 }
 
-/// Mapped memory that stays valid for as long as `owner` lives.
-struct Mapping {
+/// An address range mapped into displayd (a BAR, or memory standing for one), valid for as long as
+/// `owner` (the mapping itself) lives.
+struct MappedRange {
     base: NonNull<u8>,
     len: usize,
     _owner: Box<dyn Any + Send + Sync>,
 }
 
-// SAFETY: a `Mapping` is a plain address range of device memory (or memory standing for it); the
-// accesses through it are volatile or memcpy, and their ordering is the driver's protocol, so it may
-// be used from any thread.
-unsafe impl Send for Mapping {}
+// SAFETY: a `MappedRange` is a plain address range of device memory (or memory standing for it);
+// the accesses through it are volatile, memcpy or atomic words, and their ordering is the driver's
+// protocol, so it may be used from any thread.
+unsafe impl Send for MappedRange {}
 // SAFETY: as above: shared access only performs volatile or bulk copies, never Rust references.
-unsafe impl Sync for Mapping {}
+unsafe impl Sync for MappedRange {}
 
-impl Mapping {
+impl MappedRange {
     /// # Safety
     ///
     /// `base..base + len` must be mapped readable and writable, and stay so while `owner` lives.
     unsafe fn new(base: NonNull<u8>, len: usize, owner: Box<dyn Any + Send + Sync>) -> Self {
-        Mapping { base, len, _owner: owner }
+        MappedRange { base, len, _owner: owner }
     }
 
     fn check(&self, offset: usize, len: usize) -> bool {
@@ -88,7 +89,7 @@ impl Mapping {
 }
 
 enum Backing {
-    Mapped(Mapping),
+    Mapped(MappedRange),
     Emulated(Arc<dyn RegisterFile>),
 }
 
@@ -148,7 +149,7 @@ impl<const SIZE: usize> Mmio<SIZE> {
             return None;
         }
         // SAFETY: forwarded from this function's contract.
-        let mapping = unsafe { Mapping::new(base, len, owner) };
+        let mapping = unsafe { MappedRange::new(base, len, owner) };
         Some(Mmio { backing: Backing::Mapped(mapping), len })
     }
 
@@ -399,7 +400,7 @@ pub struct RowCopy {
 /// * Scanned out by a thread (`Reader::Thread`), the mapping is 4-aligned, `len` is a multiple
 ///   of 4, and every access to it in this process is in atomic words.
 pub struct Vram {
-    mapping: Mapping,
+    mapping: MappedRange,
     reader: Reader,
 }
 
@@ -421,7 +422,7 @@ impl Vram {
     /// it, and no thread of this process reads or writes it but through this `Vram`.
     pub unsafe fn mapped(base: NonNull<u8>, len: usize, owner: Box<dyn Any + Send + Sync>) -> Self {
         // SAFETY: forwarded from this function's contract.
-        Vram { mapping: unsafe { Mapping::new(base, len, owner) }, reader: Reader::Device }
+        Vram { mapping: unsafe { MappedRange::new(base, len, owner) }, reader: Reader::Device }
     }
 
     /// VRAM over `base..base + len` that a thread of this process scans out, reading it in atomic
@@ -440,7 +441,7 @@ impl Vram {
             return None;
         }
         // SAFETY: forwarded from this function's contract.
-        Some(Vram { mapping: unsafe { Mapping::new(base, len, owner) }, reader: Reader::Thread })
+        Some(Vram { mapping: unsafe { MappedRange::new(base, len, owner) }, reader: Reader::Thread })
     }
 
     /// Bytes of VRAM.

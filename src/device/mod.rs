@@ -13,7 +13,7 @@ pub mod mmio;
 pub mod regs;
 pub mod words;
 
-use bochs::{DeviceError, Health, Rect, Removal, Source};
+use bochs::{DeviceError, Health, Rect, Source, Unplug};
 use edid::Mode;
 
 /// What the display scheme needs from an adapter: its modes and EDID, mode setting, and pixels.
@@ -48,7 +48,7 @@ pub trait Adapter: Send + Sync {
     /// Reads the device's identity to tell whether it is still there.
     fn health(&self) -> Health;
     /// Unplugs: when this returns nothing touches the device again. `true` to the call that did it.
-    fn unplug(&self, removal: Removal) -> bool;
+    fn unplug(&self, kind: Unplug) -> bool;
 }
 
 impl Adapter for bochs::Bochs {
@@ -91,7 +91,7 @@ impl Adapter for bochs::Bochs {
     fn health(&self) -> Health {
         bochs::Bochs::health(self)
     }
-    fn unplug(&self, removal: Removal) -> bool {
-        bochs::Bochs::unplug(self, removal)
+    fn unplug(&self, kind: Unplug) -> bool {
+        bochs::Bochs::unplug(self, kind)
     }
 }

@@ -149,10 +149,6 @@ fn fail<T>(errno: i32) -> Result<T> {
     Err(Error::new(errno))
 }
 
-fn device(error: DeviceError) -> Error {
-    Error::new(error.errno())
-}
-
 /// PAGE_FLIP flags: queue a completion event; flip without waiting for vblank.
 const PAGE_FLIP_EVENT: u32 = 1;
 const PAGE_FLIP_ASYNC: u32 = 2;
@@ -389,7 +385,7 @@ impl Call<'_> {
             saved.plane = Plane::default();
             saved.connector_attached = false;
             if self.active() {
-                self.kms.adapter.disable().map_err(device)?;
+                self.kms.adapter.disable()?;
             }
             self.reap_if_closed(old_fb);
             return Ok(());
@@ -426,8 +422,8 @@ impl Call<'_> {
         }
         check_connectors(true)?;
         if self.active() {
-            self.kms.adapter.set_mode(width, height).map_err(device)?;
-            self.kms.show_plane(Some(fb), &plane, &mode).map_err(device)?;
+            self.kms.adapter.set_mode(width, height)?;
+            self.kms.show_plane(Some(fb), &plane, &mode)?;
         }
         let saved = self.saved();
         saved.mode = Some(mode);
@@ -514,7 +510,7 @@ impl Call<'_> {
         }
         self.saved().dpms = value as u32;
         if self.active() {
-            self.kms.adapter.blank(value != 0).map_err(device)?;
+            self.kms.adapter.blank(value != 0)?;
         }
         Ok(())
     }
@@ -690,13 +686,7 @@ impl Call<'_> {
             let whole_screen = (plane.crtc_x, plane.crtc_y) == (0, 0)
                 && (plane.width, plane.height) == (mode.hdisplay.into(), mode.vdisplay.into());
             let result = if whole_screen {
-                let bytes = fb
-                    .buffer
-                    .memory
-                    .shared()
-                    .skip(fb.offset)
-                    .ok_or(DeviceError::OutOfBounds)
-                    .map_err(device)?;
+                let bytes = fb.buffer.memory.shared().skip(fb.offset).ok_or(DeviceError::OutOfBounds)?;
                 let src = crate::device::bochs::Source {
                     bytes,
                     pitch: fb.pitch as usize,
@@ -707,7 +697,7 @@ impl Call<'_> {
             } else {
                 self.kms.present(fb, &plane, full(fb))
             };
-            result.map_err(device)?;
+            result?;
         }
         self.saved().plane = plane;
         self.reap_if_closed(saved.plane.fb.filter(|&old| old != id));
@@ -745,7 +735,7 @@ impl Call<'_> {
             match self.kms.present(fb, &plane, damage) {
                 // Unplugged between the check above and the copy: still accepted and dropped.
                 Err(DeviceError::Gone) | Ok(()) => {}
-                Err(error) => return Err(device(error)),
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(())
@@ -822,7 +812,7 @@ impl Call<'_> {
             self.saved().plane.fb = None;
             if self.active() && has_mode {
                 // The CRTC stays on; only the plane goes.
-                self.kms.adapter.clear().map_err(device)?;
+                self.kms.adapter.clear()?;
             }
             self.reap_if_closed(old_fb);
             return Ok(());
@@ -854,7 +844,7 @@ impl Call<'_> {
             return fail(EINVAL);
         }
         if self.active() {
-            self.kms.show_plane(Some(fb), &plane, &mode).map_err(device)?;
+            self.kms.show_plane(Some(fb), &plane, &mode)?;
         }
         self.saved().plane = plane;
         if old_fb != Some(id) {

@@ -510,7 +510,7 @@ fn full(fb: &Framebuffer) -> crate::device::bochs::Rect {
 mod tests {
     use super::codec::ioctl;
     use super::*;
-    use crate::device::bochs::{DeviceError, Health, Rect, Removal, Source};
+    use crate::device::bochs::{DeviceError, Health, Rect, Source, Unplug};
     use crate::device::edid::Mode;
     use crate::device::mmio::Shared;
 
@@ -558,7 +558,7 @@ mod tests {
         fn health(&self) -> Health {
             Health::Present
         }
-        fn unplug(&self, _: Removal) -> bool {
+        fn unplug(&self, _: Unplug) -> bool {
             true
         }
     }

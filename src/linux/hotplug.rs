@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::pci::{find_bochs, PciFunction};
+use super::pci::{find_bochs, SysfsFunction};
 use super::plug_hardware;
 use super::uevent::{DeviceEvents, Received, Uevent};
-use crate::device::bochs::Removal;
+use crate::device::bochs::Unplug;
 use crate::device_object::DeviceObject;
 use crate::scheme::DisplayScheme;
 
@@ -93,20 +93,20 @@ pub trait Service {
 
 /// The device being driven.
 struct Bound {
-    function: PciFunction,
+    function: SysfsFunction,
     node: Node,
     device: Arc<DeviceObject>,
 }
 
-/// A function's sysfs node: its slot and the node's inode, new for every device the kernel adds,
-/// even in the same slot.
+/// A function's sysfs node: its address and the node's inode, new for every device the kernel adds,
+/// even at the same address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Node(String, u64);
 
-fn node(function: &PciFunction) -> Option<Node> {
+fn node(function: &SysfsFunction) -> Option<Node> {
     use std::os::unix::fs::MetadataExt;
     let inode = std::fs::metadata(&function.path).ok()?.ino();
-    Some(Node(function.slot.clone(), inode))
+    Some(Node(function.address.clone(), inode))
 }
 
 /// The bound device, the candidates, and the service they are served through.
@@ -115,9 +115,9 @@ struct Hotplug<'a> {
     service: &'a mut dyn Service,
     bound: Option<Bound>,
     /// Bochs functions seen but not bound yet (BARs not mappable yet, or another device bound).
-    pending: Vec<(PciFunction, Node, Instant)>,
-    /// Nodes unplugged or refused: never bound again.
-    retired: Vec<Node>,
+    pending: Vec<(SysfsFunction, Node, Instant)>,
+    /// Spent nodes, unplugged or refused: never bound again.
+    spent: Vec<Node>,
     last_scan: Instant,
     next_instance: u32,
     report: Report<'a>,
@@ -125,16 +125,16 @@ struct Hotplug<'a> {
 
 impl Hotplug<'_> {
     /// A Bochs function found by a scan or an `add@`: a candidate unless already known.
-    fn consider(&mut self, function: PciFunction) {
+    fn consider(&mut self, function: SysfsFunction) {
         let Some(node) = node(&function) else { return }; // gone again already
-        let known = self.retired.contains(&node)
+        let known = self.spent.contains(&node)
             || self.pending.iter().any(|(_, n, _)| *n == node)
             || self.bound.as_ref().is_some_and(|b| b.node == node);
         if known {
             return;
         }
         if !function.bars_ready().unwrap_or(false) {
-            self.report.mark(format_args!("{}: waiting for its BARs to be mappable", function.slot));
+            self.report.mark(format_args!("{}: waiting for its BARs to be mappable", function.address));
         }
         self.pending.push((function, node, Instant::now()));
     }
@@ -153,29 +153,29 @@ impl Hotplug<'_> {
     fn bind_pending(&mut self) {
         for (function, node, since) in std::mem::take(&mut self.pending) {
             if !function.path.exists() {
-                self.report.mark(format_args!("{} left before it was bound", function.slot));
+                self.report.mark(format_args!("{} left before it was bound", function.address));
                 continue;
             }
             match function.bars_ready() {
                 Ok(true) if self.bound.is_none() => self.bind(function, node),
                 Ok(false) if since.elapsed() >= MAPPABLE_TIMEOUT => {
-                    self.report.fail(format_args!("{}: BARs never became mappable", function.slot));
-                    self.retired.push(node);
+                    self.report.fail(format_args!("{}: BARs never became mappable", function.address));
+                    self.spent.push(node);
                 }
                 Ok(_) => self.pending.push((function, node, since)),
                 Err(error) => {
-                    self.report.fail(format_args!("{}: {error}", function.slot));
-                    self.retired.push(node);
+                    self.report.fail(format_args!("{}: {error}", function.address));
+                    self.spent.push(node);
                 }
             }
         }
     }
 
     /// Binds `function` as the next device object and tells the service.
-    fn bind(&mut self, function: PciFunction, node: Node) {
+    fn bind(&mut self, function: SysfsFunction, node: Node) {
         let instance = self.next_instance;
         let plugged = function.enable().and_then(|()| function.map_bars()).and_then(|hardware| {
-            let unique = format!("pci:{}", function.slot);
+            let unique = format!("pci:{}", function.address);
             // Nothing to release beyond the device object, which logs its own freeing.
             plug_hardware(self.service.scheme(), function.id, hardware, &unique, instance, || {})
                 .map_err(|error| io::Error::other(format!("{error:?}")))
@@ -183,8 +183,8 @@ impl Hotplug<'_> {
         let device = match plugged {
             Ok(device) => device,
             Err(error) => {
-                self.retired.push(node);
-                return self.report.fail(format_args!("binding {}: {error}", function.slot));
+                self.spent.push(node);
+                return self.report.fail(format_args!("binding {}: {error}", function.address));
             }
         };
         self.next_instance += 1;
@@ -196,7 +196,14 @@ impl Hotplug<'_> {
         self.report.mark(format_args!(
             "bound device {instance} at {} ({:04x}:{:04x} class {:02x}{:02x} rev {}, VRAM at {vram:#x}; \
              {count} modes, preferred {}x{})",
-            function.slot, id.vendor, id.device, id.class, id.subclass, id.revision, preferred.0, preferred.1
+            function.address,
+            id.vendor,
+            id.device,
+            id.class,
+            id.subclass,
+            id.revision,
+            preferred.0,
+            preferred.1
         ));
         self.service.bound(&device);
         self.bound = Some(Bound { function, node, device });
@@ -205,8 +212,8 @@ impl Hotplug<'_> {
     /// Why the bound device is gone, if it is, judged from `event`, sysfs and the ID register.
     fn removal(&self, event: Option<&Uevent>) -> Option<String> {
         let bound = self.bound.as_ref()?;
-        let slot = Some(bound.function.slot.as_str());
-        if let Some(event) = event.filter(|e| e.action == "remove" && e.pci_slot() == slot) {
+        let address = Some(bound.function.address.as_str());
+        if let Some(event) = event.filter(|e| e.action == "remove" && e.pci_address() == address) {
             return Some(format!("uevent remove@{}", event.devpath));
         }
         if node(&bound.function).as_ref() != Some(&bound.node) {
@@ -218,9 +225,9 @@ impl Hotplug<'_> {
     fn unplug(&mut self, why: &str) {
         let Some(bound) = self.bound.take() else { return };
         let started = Instant::now();
-        self.service.scheme().unplug(&bound.device, Removal::Surprise);
+        self.service.scheme().unplug(&bound.device, Unplug::Surprise);
         let took = started.elapsed();
-        self.retired.push(bound.node);
+        self.spent.push(bound.node);
         let instance = bound.device.instance;
         self.service.unplugged(instance);
         self.report.mark(format_args!(
@@ -231,18 +238,18 @@ impl Hotplug<'_> {
 
     /// One event: a removal of the bound device, or a new function.
     fn handle(&mut self, event: &Uevent) {
-        if event.pci_slot().is_some() {
+        if event.pci_address().is_some() {
             log::info!("uevent: {}@{}", event.action, event.devpath);
         }
         if let Some(why) = self.removal(Some(event)) {
             self.unplug(&why);
         }
-        if let Some(slot) = event.pci_slot().filter(|_| event.action == "add") {
-            match PciFunction::bochs_at(&self.sysfs.join("bus/pci/devices").join(slot)) {
+        if let Some(address) = event.pci_address().filter(|_| event.action == "add") {
+            match SysfsFunction::bochs_at(&self.sysfs.join("bus/pci/devices").join(address)) {
                 Ok(Some(function)) => self.consider(function),
                 Ok(None) => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {} // gone again
-                Err(error) => log::warn!("pci: skipped the new function {slot}: {error}"),
+                Err(error) => log::warn!("pci: skipped the new function {address}: {error}"),
             }
         }
     }
@@ -274,7 +281,7 @@ pub fn run(
         service,
         bound: None,
         pending: Vec::new(),
-        retired: Vec::new(),
+        spent: Vec::new(),
         last_scan: Instant::now(),
         next_instance: 1,
         report: Report::new(out),

@@ -16,11 +16,11 @@ use crate::device::regs::MMIO_BYTES;
 
 /// A PCI function found in sysfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PciFunction {
+pub struct SysfsFunction {
     /// Its sysfs directory (`/sys/bus/pci/devices/0000:00:02.0`).
     pub path: PathBuf,
-    /// Its slot name (`0000:00:02.0`, the uevent's PCI_SLOT_NAME).
-    pub slot: String,
+    /// Its address (`0000:00:02.0`, the uevent's PCI_SLOT_NAME).
+    pub address: String,
     /// Its ids.
     pub id: PciId,
 }
@@ -36,25 +36,25 @@ fn read_hex(path: &Path) -> io::Result<u32> {
     u32::from_str_radix(digits, 16).map_err(|_| invalid(path, "not a hex number"))
 }
 
-/// The Bochs adapters under `sysfs` (normally `/sys`), in slot order. Only an unreadable
+/// The Bochs adapters under `sysfs` (normally `/sys`), in address order. Only an unreadable
 /// `bus/pci/devices` folder is an error.
-pub fn find_bochs(sysfs: &Path) -> io::Result<Vec<PciFunction>> {
+pub fn find_bochs(sysfs: &Path) -> io::Result<Vec<SysfsFunction>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(sysfs.join("bus/pci/devices"))? {
         let Ok(entry) = entry else { continue };
-        match PciFunction::bochs_at(&entry.path()) {
+        match SysfsFunction::bochs_at(&entry.path()) {
             Ok(function) => found.extend(function),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {} // removed mid-scan
             Err(error) => log::warn!("pci: skipped {}: {error}", entry.path().display()),
         }
     }
-    found.sort_by(|a, b| a.slot.cmp(&b.slot));
+    found.sort_by(|a, b| a.address.cmp(&b.address));
     Ok(found)
 }
 
-impl PciFunction {
+impl SysfsFunction {
     /// The function whose sysfs directory is `path`, if it is a Bochs adapter.
-    pub fn bochs_at(path: &Path) -> io::Result<Option<PciFunction>> {
+    pub fn bochs_at(path: &Path) -> io::Result<Option<SysfsFunction>> {
         let attr = |name: &str| read_hex(&path.join(name));
         let (vendor, device) = (attr("vendor")? as u16, attr("device")? as u16);
         if !SUPPORTED_IDS.contains(&(vendor, device)) {
@@ -68,8 +68,8 @@ impl PciFunction {
             subclass: (class >> 8) as u8,
             revision: attr("revision")? as u8,
         };
-        let slot = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Some(PciFunction { path: path.to_path_buf(), slot, id }))
+        let address = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Some(SysfsFunction { path: path.to_path_buf(), address, id }))
     }
 
     /// Where BAR `bar` starts in the physical address space, from the `resource` table; 0 while the

@@ -29,7 +29,7 @@ impl Uevent {
     /// let event = Uevent::parse(b"remove@/devices/p/0000:01:00.0\0ACTION=remove\0SUBSYSTEM=pci\0PCI_SLOT_NAME=0000:01:00.0\0")
     ///     .unwrap();
     /// assert_eq!(event.action, "remove");
-    /// assert_eq!(event.pci_slot(), Some("0000:01:00.0"));
+    /// assert_eq!(event.pci_address(), Some("0000:01:00.0"));
     /// assert!(Uevent::parse(b"libudev\0\xfe\xed").is_none());
     /// ```
     pub fn parse(message: &[u8]) -> Option<Uevent> {
@@ -55,8 +55,8 @@ impl Uevent {
         self.vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    /// The PCI slot (`0000:01:00.0`) of a PCI device's event; `None` for any other subsystem.
-    pub fn pci_slot(&self) -> Option<&str> {
+    /// The PCI address (`0000:01:00.0`) of a PCI device's event; `None` for any other subsystem.
+    pub fn pci_address(&self) -> Option<&str> {
         self.get("SUBSYSTEM").filter(|&s| s == "pci").and(self.get("PCI_SLOT_NAME"))
     }
 }
@@ -190,20 +190,20 @@ mod tests {
         let event = Uevent::parse(add).unwrap();
         assert_eq!(event.action, "add");
         assert_eq!(event.devpath, "/devices/pci0000:00/0000:00:1c.1/0000:02:00.0");
-        assert_eq!(event.pci_slot(), Some("0000:02:00.0"));
+        assert_eq!(event.pci_address(), Some("0000:02:00.0"));
         assert_eq!(event.get("PCI_ID"), Some("1234:1111"));
         assert_eq!(event.get("SEQNUM"), Some("1042"));
     }
 
     #[test]
-    fn other_subsystems_and_garbage_have_no_pci_slot_and_never_panic() {
+    fn other_subsystems_and_garbage_have_no_pci_address_and_never_panic() {
         let block = Uevent::parse(b"remove@/devices/virtual/block/loop0\0SUBSYSTEM=block\0").unwrap();
         assert_eq!(block.action, "remove");
-        assert_eq!(block.pci_slot(), None);
+        assert_eq!(block.pci_address(), None);
         assert!(Uevent::parse(b"").is_none());
         assert!(Uevent::parse(b"no header\0").is_none());
         let odd = Uevent::parse(b"change@/x\0\xff\xfe\0NOEQUALS\0PCI_SLOT_NAME=1\0").unwrap();
-        assert_eq!(odd.pci_slot(), None, "no SUBSYSTEM=pci");
+        assert_eq!(odd.pci_address(), None, "no SUBSYSTEM=pci");
         for len in 0..64 {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
             let _ = Uevent::parse(&bytes);

@@ -20,7 +20,7 @@
 //! * only a failing event queue or scheme socket ends the loop with 1.
 
 use super::startup::VtEvent;
-use crate::device::bochs::Removal;
+use crate::device::bochs::Unplug;
 use crate::scheme::DisplayScheme;
 
 /// What woke the loop.
@@ -69,7 +69,7 @@ pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
     let mut inputd = Inputd { open: true };
     loop {
         if io.terminate_requested() {
-            if scheme.unplug_bound(Removal::Orderly) {
+            if scheme.unplug_bound(Unplug::Orderly) {
                 log::info!("SIGTERM: device unplugged; exiting once the last handle is closed");
             }
             inputd.close_after_unplug(io, scheme);
@@ -91,7 +91,7 @@ pub fn run<L: LoopIo>(io: &mut L, scheme: &mut DisplayScheme) -> i32 {
                 Ok(Served::Open) => {}
                 Ok(Served::Unmounted) => {
                     log::info!("scheme unmounted: shutting down");
-                    scheme.unplug_bound(Removal::Orderly);
+                    scheme.unplug_bound(Unplug::Orderly);
                     return 0;
                 }
                 Err(error) => {

@@ -19,7 +19,7 @@
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use crate::device::bochs::Removal;
+use crate::device::bochs::Unplug;
 use crate::device_object::{DeviceObject, Gone};
 
 /// A running health probe; dropping it stops the probe.
@@ -78,7 +78,7 @@ fn probe(device: &Weak<DeviceObject>, period: Duration, stop: &Stop) {
             Some(Gone::AlreadyUnplugged) => return,
             Some(gone @ Gone::Vanished(_)) => {
                 log::warn!("health probe: device {}: {gone}: surprise removal", device.instance);
-                device.unplug(Removal::Surprise);
+                device.unplug(Unplug::Surprise);
                 return;
             }
         }

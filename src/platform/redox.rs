@@ -94,19 +94,19 @@ impl Drop for ClosesChannel {
 }
 
 /// A region this process mapped; unmapped when dropped (BARs, dumb buffers).
-struct Mapped {
+struct RedoxMapping {
     base: NonNull<u8>,
     len: usize,
 }
 
 // SAFETY: a mapping is plain memory (or device memory) accessed only through raw copies and
 // volatile accesses whose ordering is the driver's protocol.
-unsafe impl Send for Mapped {}
+unsafe impl Send for RedoxMapping {}
 // SAFETY: as above.
-unsafe impl Sync for Mapped {}
+unsafe impl Sync for RedoxMapping {}
 
-impl Mapped {
-    fn new(fd: usize, offset: u64, len: usize, flags: u32) -> Result<Mapped> {
+impl RedoxMapping {
+    fn new(fd: usize, offset: u64, len: usize, flags: u32) -> Result<RedoxMapping> {
         let args = libredox::call::MmapArgs {
             addr: std::ptr::null_mut(),
             length: len,
@@ -118,18 +118,18 @@ impl Mapped {
         // SAFETY: a fresh mapping at an address the kernel chooses aliases nothing of ours.
         let base = unsafe { libredox::call::mmap(args) }.map_err(|e| Error::new(e.errno()))?;
         let base = NonNull::new(base.cast::<u8>()).ok_or(Error::new(ENOMEM))?;
-        Ok(Mapped { base, len })
+        Ok(RedoxMapping { base, len })
     }
 }
 
-impl Drop for Mapped {
+impl Drop for RedoxMapping {
     fn drop(&mut self) {
         // SAFETY: our own mapping, unmapped once; nothing refers to it after drop.
         let _ = unsafe { libredox::call::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
-impl BufferMemory for Mapped {
+impl BufferMemory for RedoxMapping {
     fn address(&self) -> usize {
         self.base.as_ptr() as usize
     }
@@ -151,7 +151,7 @@ impl Allocator for AnonymousAllocator {
         if !len.is_multiple_of(PAGE) {
             return Err(Error::new(EINVAL));
         }
-        Ok(Arc::new(Mapped::new(usize::MAX, 0, len, MAP_PRIVATE)?))
+        Ok(Arc::new(RedoxMapping::new(usize::MAX, 0, len, MAP_PRIVATE)?))
     }
 }
 
@@ -343,7 +343,7 @@ impl Platform for Redox {
         let (vram_len, mmio_len) = (size(0)?, size(2)?);
         let map = |bar: u8, kind: MemoryType, len: usize| {
             let offset = bar_mmap_offset(bar, kind, 0).ok_or("bad BAR")?;
-            Mapped::new(self.env.pcid_channel, offset, len, MAP_SHARED)
+            RedoxMapping::new(self.env.pcid_channel, offset, len, MAP_SHARED)
                 .map_err(|e| format!("mapping BAR{bar}: {e}"))
         };
         let vram_map = map(0, MemoryType::WriteCombining, vram_len)?;

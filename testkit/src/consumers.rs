@@ -3,7 +3,7 @@
 //! [`ConsumerError::WouldPanic`], so a test can prove displayd never drives them there.
 
 use crate::drm::{self, Connector, Dumb};
-use crate::kernel::{Fd, Kernel, Mapping};
+use crate::kernel::{ClientMapping, Fd, Kernel};
 use displayd::kms::wire::{cap, client_cap};
 
 /// Which consumer's rules apply.
@@ -40,7 +40,7 @@ pub struct ConsumerDisplay {
     crtc: u32,
     fb: u32,
     dumb: Dumb,
-    mapping: Mapping,
+    mapping: ClientMapping,
     size: (u32, u32),
     /// DIRTYFB errors seen (Orbital only logs them).
     pub logged_errors: u32,
@@ -97,7 +97,7 @@ impl ConsumerDisplay {
         fd: &Fd,
         consumer: Consumer,
         (w, h): (u32, u32),
-    ) -> Result<(Dumb, Mapping, u32), ConsumerError> {
+    ) -> Result<(Dumb, ClientMapping, u32), ConsumerError> {
         let dumb = drm::create_dumb(fd, w, h).map_err(fails("CREATE_DUMB"))?;
         let offset = drm::map_dumb(fd, dumb.handle).map_err(fails("MAP_DUMB"))?;
         let mapping = fd.mmap(offset, dumb.size as usize).map_err(fails("mmap"))?;

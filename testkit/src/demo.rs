@@ -2,7 +2,7 @@
 //!
 //! An Orbital-like compositor runs Orbital's exact call sequence on VT 3 and draws a moving box with
 //! damage flushes. Mid-stream the administrator unplugs the device through the control path; the
-//! device then leaves its slot (its BARs are revoked, so a stray access would crash the demo) while
+//! device is then removed (its BARs are revoked, so a stray access would crash the demo) while
 //! the compositor keeps running, its calls answered as the unplug policy says. A new device is
 //! plugged in and a fresh compositor draws on it; then that device is yanked, and the health probe
 //! notices and unplugs it. The last close frees each device object.
@@ -24,7 +24,7 @@ use crate::consumers::{Consumer, ConsumerDisplay, ConsumerError};
 use crate::emulated::{Config, EmulatedDevice, Image, YankedReads};
 use crate::kernel::Kernel;
 use crate::plug;
-use displayd::device::bochs::{Rect, Removal};
+use displayd::device::bochs::{Rect, Unplug};
 use displayd::device_object::{DeviceObject, Gone};
 use displayd::scheme::DisplayScheme;
 
@@ -195,7 +195,7 @@ fn run_health_probe(kernel: Kernel, device: Arc<DeviceObject>, stop: Arc<AtomicB
             None => thread::sleep(Duration::from_millis(5)),
             Some(gone @ Gone::Vanished(_)) => {
                 log::info!("health probe: {gone}: device {} has vanished", device.instance);
-                kernel.scheme().unplug(&device, Removal::Surprise);
+                kernel.scheme().unplug(&device, Unplug::Surprise);
                 return;
             }
             Some(Gone::AlreadyUnplugged) => return,
@@ -258,9 +258,9 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     std::fs::create_dir_all(out_dir)?;
     let step = duration / 5;
     let mut screenshots = Vec::new();
-    let mut shoot = |slot: &EmulatedDevice, name: &str| -> std::io::Result<()> {
+    let mut shoot = |emulated: &EmulatedDevice, name: &str| -> std::io::Result<()> {
         let path = out_dir.join(name);
-        slot.scanout().unwrap_or_else(no_signal).save_png(&path)?;
+        emulated.scanout().unwrap_or_else(no_signal).save_png(&path)?;
         log::info!("screenshot: {}", path.display());
         screenshots.push(path);
         Ok(())
@@ -280,8 +280,8 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     };
 
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).map_err(os)?;
-    let slot = EmulatedDevice::new(Config::default())?;
-    plug(&kernel, &slot, 1, || log::info!("device 1: managed releases ran"))
+    let emulated = EmulatedDevice::new(Config::default())?;
+    plug(&kernel, &emulated, 1, || log::info!("device 1: managed releases ran"))
         .map_err(std::io::Error::other)?;
     let stop = Arc::new(AtomicBool::new(false));
     // Whichever way this returns, the compositors and the probe stop.
@@ -294,19 +294,19 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
         || first_progress.frames.load(SeqCst) > 0 || compositors[0].is_finished(),
         || counted(&first_progress),
     )?;
-    shoot(&slot, "1-before-unplug.png")?;
+    shoot(&emulated, "1-before-unplug.png")?;
 
     log::info!("administrator: `unplug` on the control path while the compositor draws");
     kernel.open("control", 0).and_then(|control| control.write(b"unplug")).map_err(os)?;
-    slot.remove();
-    log::info!("device 1 left its slot: its BARs are revoked, any stray access would crash this demo");
+    emulated.remove();
+    log::info!("device 1 removed: its BARs are revoked, any stray access would crash this demo");
     wait_for(
         "a frame drawn by the compositor after the unplug",
         step,
         || first_progress.frames_after_removal.load(SeqCst) > 0 || compositors[0].is_finished(),
         || counted(&first_progress),
     )?;
-    shoot(&slot, "2-after-unplug.png")?;
+    shoot(&emulated, "2-after-unplug.png")?;
 
     let new_slot = EmulatedDevice::new(Config::default())?;
     let second = plug(&kernel, &new_slot, 2, || log::info!("device 2: managed releases ran"))

@@ -91,8 +91,8 @@ const YANKED_ONES: u8 = 1;
 const YANKED_ZEROS: u8 = 2;
 const REMOVED: u8 = 3;
 
-/// A software Bochs adapter. Cloning gives another handle to the same device (the "slot" the
-/// platform maps BARs from and the test harness removes it through).
+/// A software Bochs adapter. Cloning gives another handle to the same device (the platform maps
+/// its BARs through one, and the test removes it through another).
 #[derive(Clone)]
 pub struct EmulatedDevice {
     inner: Arc<Inner>,
@@ -189,7 +189,7 @@ impl EmulatedDevice {
         let _ = self.inner.state.compare_exchange(PRESENT, state, SeqCst, SeqCst);
     }
 
-    /// Whether the device is still in its slot (neither yanked nor removed).
+    /// Whether the device is still there (neither yanked nor removed).
     pub fn is_present(&self) -> bool {
         self.inner.state.load(SeqCst) == PRESENT
     }

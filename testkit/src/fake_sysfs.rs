@@ -20,9 +20,9 @@ pub fn tree() -> PathBuf {
     root
 }
 
-/// Adds function `slot` with these ids (a Bochs one gets 4 MiB of VRAM) and returns its path.
-pub fn add(root: &Path, slot: &str, vendor: u16, device: u16) -> PathBuf {
-    let dir = root.join("bus/pci/devices").join(slot);
+/// Adds function `address` with these ids (a Bochs one gets 4 MiB of VRAM) and returns its path.
+pub fn add(root: &Path, address: &str, vendor: u16, device: u16) -> PathBuf {
+    let dir = root.join("bus/pci/devices").join(address);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("vendor"), format!("0x{vendor:04x}\n")).unwrap();
     std::fs::write(dir.join("device"), format!("0x{device:04x}\n")).unwrap();

@@ -262,8 +262,9 @@ mod tests {
         }
     }
 
-    fn pci_event(action: &str, slot: &str) -> Uevent {
-        let message = format!("{action}@/devices/pci0000:00/{slot}\0SUBSYSTEM=pci\0PCI_SLOT_NAME={slot}\0");
+    fn pci_event(action: &str, address: &str) -> Uevent {
+        let message =
+            format!("{action}@/devices/pci0000:00/{address}\0SUBSYSTEM=pci\0PCI_SLOT_NAME={address}\0");
         Uevent::parse(message.as_bytes()).unwrap()
     }
 
@@ -355,7 +356,7 @@ mod tests {
         mmio.write_all_at(&[0, 0], (DISPI + 2 * DISPI_ID) as u64).unwrap();
         let why = guest.lines.wait_for("device 1 unplugged (");
         assert!(why.starts_with("health probe: ID register reads 0x0000)"), "{why}");
-        // The silent adapter's node is still there, and comes first in a scan: it must stay retired.
+        // The silent adapter's node is still there, and comes first in a scan: it must stay spent.
         // A new adapter arrives without any event; the periodic scan finds it.
         fake_sysfs::add(&guest.root, "0000:00:03.0", 0x1234, 0x1111);
         guest.lines.wait_for("bound device 2 at 0000:00:03.0");

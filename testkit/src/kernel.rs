@@ -151,7 +151,7 @@ impl Fd {
     }
 
     /// `mmap(MAP_SHARED)` of `len` bytes at `offset`: the scheme's `mmap_prep` picks the memory.
-    pub fn mmap(&self, offset: u64, len: usize) -> Result<Mapping> {
+    pub fn mmap(&self, offset: u64, len: usize) -> Result<ClientMapping> {
         let scheme = self.0.kernel.scheme();
         let address = scheme.mmap_prep(self.0.id, offset, len, MapFlags::MAP_SHARED, &caller(self.0.uid))?;
         if address % displayd::kms::PAGE != 0 {
@@ -159,13 +159,13 @@ impl Fd {
         }
         let (memory, within) = scheme.lend(self.0.id, offset, len)?;
         debug_assert_eq!(memory.address() + within, address);
-        Ok(Mapping { file: Arc::clone(&self.0), memory, within, offset, len })
+        Ok(ClientMapping { file: Arc::clone(&self.0), memory, within, offset, len })
     }
 }
 
 /// A client's mapping of a dumb buffer. It keeps the memory alive (as the kernel keeps the frames)
 /// and the file open; dropping it sends `munmap`.
-pub struct Mapping {
+pub struct ClientMapping {
     file: Arc<OpenFile>,
     memory: Arc<dyn BufferMemory>,
     within: usize,
@@ -173,7 +173,7 @@ pub struct Mapping {
     len: usize,
 }
 
-impl Mapping {
+impl ClientMapping {
     /// Writes pixels into the mapping (what a client's stores do: atomic words, since the driver
     /// reads them from another thread of this process); `false` if out of bounds.
     pub fn write(&self, at: usize, data: &[u8]) -> bool {
@@ -199,7 +199,7 @@ impl Mapping {
     }
 }
 
-impl Drop for Mapping {
+impl Drop for ClientMapping {
     fn drop(&mut self) {
         let file = &self.file;
         let _ = file.kernel.scheme().munmap(

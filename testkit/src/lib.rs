@@ -30,15 +30,15 @@ use displayd::device_object::DeviceObject;
 use displayd::linux::plug_hardware;
 use emulated::EmulatedDevice;
 
-/// Plugs the emulated device in `slot` into the stand-in kernel's scheme as device object
+/// Plugs `emulated` into the stand-in kernel's scheme as device object
 /// `instance` (see [`plug_hardware`]).
 pub fn plug(
     kernel: &kernel::Kernel,
-    slot: &EmulatedDevice,
+    emulated: &EmulatedDevice,
     instance: u32,
     on_release: impl FnOnce() + Send + 'static,
 ) -> Result<Arc<DeviceObject>, DeviceError> {
-    let (vram, mmio) = slot.map_bars();
+    let (vram, mmio) = emulated.map_bars();
     let hardware = Hardware { mmio, vram };
     plug_hardware(kernel.scheme(), QEMU_BOCHS_DISPLAY, hardware, "pci:0000:00:02.0", instance, on_release)
 }

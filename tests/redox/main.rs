@@ -13,10 +13,10 @@
 //!    on two VTs; inputd switches to the compositor's VT and every pixel of the screen must be
 //!    pattern 1. On the `unplug` boots the host also switches to the console and back (pattern 2,
 //!    then 1) and runs the client's benchmark.
-//! 3. The removal, while both draw: the administrator's `unplug` on displayd's control path, or
+//! 3. The stop, while both draw: the administrator's `unplug` on displayd's control path, or
 //!    SIGTERM to displayd as at shutdown. Once it is complete the client draws pattern 3, which must
 //!    reach neither the screen nor VRAM (read with QMP `pmemsave`): both are looked at after 20 and
-//!    after 40 more frames, and VRAM must still hold the last frame from before the removal.
+//!    after 40 more frames, and VRAM must still hold the last frame from before the stop.
 //! 4. The client closes everything: displayd logs that the device object was freed; after the
 //!    control-path unplug a new open fails with ENODEV, and after SIGTERM displayd exits 0.
 //! 5. Every answer the client got must be one Orbital and fbcond live with (all succeed except the
@@ -52,44 +52,45 @@ const CLIENT: &str = "displayd-client: ";
 /// QEMU's preferred EDID mode, which both consumers take.
 const SIZE: (u32, u32) = (1280, 800);
 
+/// How displayd is told to stop while the client draws: its control path's `unplug`, or SIGTERM.
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Removal {
-    Unplug,
+enum Stop {
+    Control,
     Sigterm,
 }
 
 #[test]
 fn bochs_display_on_redox_is_unplugged_through_the_control_path() {
-    run("bochs-display", Removal::Unplug);
+    run("bochs-display", Stop::Control);
 }
 
 #[test]
 fn bochs_display_on_redox_survives_sigterm_under_a_drawing_client() {
-    run("bochs-display", Removal::Sigterm);
+    run("bochs-display", Stop::Sigterm);
 }
 
 #[test]
 fn std_vga_on_redox_is_unplugged_through_the_control_path() {
-    run("vga-std", Removal::Unplug);
+    run("vga-std", Stop::Control);
 }
 
 #[test]
 fn std_vga_on_redox_survives_sigterm_under_a_drawing_client() {
-    run("vga-std", Removal::Sigterm);
+    run("vga-std", Stop::Sigterm);
 }
 
-fn run(model: &str, removal: Removal) {
+fn run(model: &str, stop: Stop) {
     if std::env::var("DISPLAYD_REDOX").is_ok_and(|v| v == "skip") {
-        eprintln!("SKIPPED: the Redox end-to-end test ({model}, {removal:?}), because DISPLAYD_REDOX=skip");
+        eprintln!("SKIPPED: the Redox end-to-end test ({model}, {stop:?}), because DISPLAYD_REDOX=skip");
         return;
     }
     let image = image().as_ref().unwrap_or_else(|e| panic!("{e}"));
-    let name = format!("{model}-{}", if removal == Removal::Unplug { "unplug" } else { "sigterm" });
+    let name = format!("{model}-{}", if stop == Stop::Control { "unplug" } else { "sigterm" });
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("redox-e2e").join(&name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut machine = Machine::boot(&dir, image, model).unwrap_or_else(|e| panic!("{name}: {e}"));
-    if let Err(error) = machine.scenario(removal) {
+    if let Err(error) = machine.scenario(stop) {
         let log = machine.serial();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         panic!(
@@ -290,7 +291,7 @@ impl Machine {
         Ok(bytes.chunks_exact(4).flat_map(|p| [p[2], p[1], p[0]]).collect())
     }
 
-    fn scenario(&mut self, removal: Removal) -> Result<(), String> {
+    fn scenario(&mut self, stop: Stop) -> Result<(), String> {
         self.start_kernel()?;
         let ready = self.wait_for(&format!("{CLIENT}ready: "), BOOT_TIMEOUT)?;
         let to_ready = self.booted.elapsed();
@@ -317,7 +318,7 @@ impl Machine {
             return Err(format!("VRAM: {wrong} pixels differ from pattern 1 while the screen shows it"));
         }
         let mut bench = String::new();
-        if removal == Removal::Unplug {
+        if stop == Stop::Control {
             self.command(&format!("show {fbcond_vt}"), "asked for vt")?;
             self.wait_screen("2-console-pattern-2", 2)?;
             self.command(&format!("show {orbital_vt}"), "asked for vt")?;
@@ -330,36 +331,33 @@ impl Machine {
             bench = self.command("bench", "bench: ")?;
         }
 
-        let removed =
-            self.command(if removal == Removal::Unplug { "unplug" } else { "sigterm" }, "removed ")?;
-        let first = (self.screen("5-after-removal")?, self.vram("5-after-removal")?);
+        let removed = self.command(if stop == Stop::Control { "unplug" } else { "sigterm" }, "removed ")?;
+        let first = (self.screen("5-after-stop")?, self.vram("5-after-stop")?);
         self.command("more 40", "drew 40 more")?;
         let second = (self.screen("6-40-frames-later")?, self.vram("6-40-frames-later")?);
-        for (name, ((width, _, screen), vram)) in
-            [("after the removal", &first), ("40 frames later", &second)]
-        {
+        for (name, ((width, _, screen), vram)) in [("after the stop", &first), ("40 frames later", &second)] {
             for (what, rgb, width) in [("screen", screen, *width), ("VRAM", vram, SIZE.0)] {
                 let drawn = pixels(rgb, width).filter(|&(x, y, p)| p == test_pattern(3, x, y)).count();
                 // A few pixels of any picture match by chance; a frame that got through matches all.
                 if drawn * 100 > rgb.len() / 3 {
                     return Err(format!(
-                        "{what} {name}: {drawn} pixels show pattern 3, drawn after the removal"
+                        "{what} {name}: {drawn} pixels show pattern 3, drawn after the stop"
                     ));
                 }
             }
         }
-        // The removal froze VRAM at the last frame before it, which was pattern 1.
+        // The stop froze VRAM at the last frame before it, which was pattern 1.
         if first.1 != vram || second.1 != vram {
-            return Err("VRAM changed after the removal while the client drew".into());
+            return Err("VRAM changed after the stop while the client drew".into());
         }
 
         let closed = self.command("close", "closed")?;
         let freed = self.wait_for("device object freed", STEP_TIMEOUT)?;
-        match removal {
-            Removal::Unplug if !closed.starts_with("; a new open: errno 19;") => {
+        match stop {
+            Stop::Control if !closed.starts_with("; a new open: errno 19;") => {
                 return Err(format!("after the unplug a new open must fail with ENODEV: {closed}"));
             }
-            Removal::Sigterm => {
+            Stop::Sigterm => {
                 self.wait_for("exiting with status 0", STEP_TIMEOUT)?;
             }
             _ => {}

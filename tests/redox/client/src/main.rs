@@ -15,7 +15,7 @@
 //!   of the same bytes in the same boot.
 //! * `unplug` / `sigterm`: draws pattern 1 on both displays and, mid-stream, removes the device
 //!   (writes `unplug` to displayd's control path, or sends displayd SIGTERM as shutdown does); once
-//!   the removal is complete, draws 20 frames of pattern 3, which must never reach the screen.
+//!   the stop is complete, draws 20 frames of pattern 3, which must never reach the screen.
 //! * `more <n>`: draws `n` more frames of pattern 3.
 //! * `close`: closes everything; after a control-path unplug, a new open must then fail.
 //!
@@ -41,7 +41,7 @@ use drm::{ClientCapability, Device as _, DriverCapability};
 /// Every line the host reads starts with this.
 const MARK: &str = "displayd-client:";
 
-/// Frames drawn after a removal before the host's first look.
+/// Frames drawn after a stop before the host's first look.
 const FRAMES_AFTER_REMOVAL: u32 = 20;
 
 /// How long the client waits for something the system does on its own (inputd registering the
@@ -305,9 +305,9 @@ impl Commands {
     }
 }
 
-/// How the device goes away.
+/// How displayd is told to stop: its control path's `unplug`, or SIGTERM.
 #[derive(Clone, Copy, PartialEq)]
-enum Removal {
+enum Stop {
     Control,
     Sigterm,
 }
@@ -318,7 +318,7 @@ struct Client {
     answers: Answers,
     /// Frames by pattern number, tightly packed at the displays' size.
     patterns: BTreeMap<u32, Vec<u8>>,
-    removal: Option<Removal>,
+    stop: Option<Stop>,
 }
 
 impl Client {
@@ -331,7 +331,7 @@ impl Client {
         }
         let (width, height) = orbital.size;
         let patterns = (1..=3).map(|n| (n, test_pattern::pattern_frame(n, width, height))).collect();
-        let mut client = Client { fbcond, orbital, answers, patterns, removal: None };
+        let mut client = Client { fbcond, orbital, answers, patterns, stop: None };
         client.draw(Role::Fbcond, 2);
         client.draw(Role::Orbital, 1);
         Ok(client)
@@ -348,11 +348,11 @@ impl Client {
 
     /// Removes the device while both displays draw pattern 1, then draws pattern 3.
     ///
-    /// One thread: the removal is started between two frames, and for SIGTERM, which displayd
+    /// One thread: the stop is started between two frames, and for SIGTERM, which displayd
     /// handles on its own time, drawing goes on until the status line says the device is gone.
-    /// (A second thread for the removal crashed the client in relibc's `pthread_join` once that
+    /// (A second thread for the stop crashed the client in relibc's `pthread_join` once that
     /// thread had exited.)
-    fn remove(&mut self, removal: Removal) -> Result<String, String> {
+    fn remove(&mut self, stop: Stop) -> Result<String, String> {
         let control = self.control().map_err(err("control"))?;
         let pid = status(&control)?
             .rsplit_once("pid ")
@@ -364,14 +364,14 @@ impl Client {
             self.draw(Role::Orbital, 1);
             self.draw(Role::Fbcond, 1);
             before += 1;
-            match (before, removal) {
-                (5, Removal::Control) => {
+            match (before, stop) {
+                (5, Stop::Control) => {
                     (&control).write_all(b"unplug").map_err(err("writing unplug"))?;
                     break "control write ok".to_string();
                 }
-                (5, Removal::Sigterm) => libredox::call::kill(pid, libc::SIGTERM as u32)
+                (5, Stop::Sigterm) => libredox::call::kill(pid, libc::SIGTERM as u32)
                     .map_err(|e| format!("SIGTERM to {pid}: {e}"))?,
-                (6.., Removal::Sigterm) => {
+                (6.., Stop::Sigterm) => {
                     let status = status(&control)?;
                     if status.starts_with("no device") {
                         break format!("SIGTERM sent; status {status:?}");
@@ -387,7 +387,7 @@ impl Client {
             self.draw(Role::Orbital, 3);
             self.draw(Role::Fbcond, 3);
         }
-        self.removal = Some(removal);
+        self.stop = Some(stop);
         Ok(format!(
             "removed ({outcome}) after {before} frames; drew {FRAMES_AFTER_REMOVAL} frames of pattern 3 since"
         ))
@@ -399,8 +399,8 @@ impl Client {
         let scheme = self.orbital.scheme.clone();
         drop(self.fbcond);
         drop(self.orbital);
-        let reopen = match self.removal {
-            Some(Removal::Control) => match File::open(format!("{scheme}/v2/3")) {
+        let reopen = match self.stop {
+            Some(Stop::Control) => match File::open(format!("{scheme}/v2/3")) {
                 Ok(_) => "; a new open: ok".to_string(),
                 Err(error) => format!("; a new open: errno {}", error.raw_os_error().unwrap_or(-1)),
             },
@@ -566,8 +566,8 @@ fn main() {
                 Ok(n) => client.flip(n),
                 Err(_) => Err(format!("flip: bad count {n:?}")),
             },
-            ["unplug"] => client.remove(Removal::Control),
-            ["sigterm"] => client.remove(Removal::Sigterm),
+            ["unplug"] => client.remove(Stop::Control),
+            ["sigterm"] => client.remove(Stop::Sigterm),
             ["more", n] => match n.parse::<u32>() {
                 Ok(n) => {
                     for _ in 0..n {

@@ -2,8 +2,8 @@
 //! disappearing at any moment.
 //!
 //! The crate is the driver, and it is layered; the arrows point one way: [`guard`] (lifetimes) ←
-//! device ← kms ← [`device_object`] ← scheme ← platform (Redox) and linux (a real PCI function on
-//! Linux) ← the binary. What it is tested and demonstrated with (the emulated device, a stand-in
+//! device ← uapi ← kms ← [`device_object`] ← scheme ← platform (Redox) and linux (a real PCI
+//! function on Linux) ← the binary. What it is tested and demonstrated with (the emulated device, a stand-in
 //! kernel, Orbital's and fbcond's call sequences, the demo, the QEMU guest's scenario) is the
 //! `displayd-testkit` crate beside it (`testkit/`), which depends on this one and never the other
 //! way. See the README for the architecture and the unplug policy.
@@ -86,3 +86,4 @@ pub mod kms;
 pub mod linux;
 pub mod platform;
 pub mod scheme;
+pub mod uapi;

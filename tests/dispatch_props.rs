@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use displayd::device::bochs::Unplug;
-use displayd::kms::codec::ioctl;
+use displayd::kms::ioctl;
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice};
 use displayd_testkit::kernel::Kernel;

@@ -4,7 +4,7 @@
 #![cfg(not(loom))]
 
 use displayd::device::bochs::Unplug;
-use displayd::kms::codec::ioctl;
+use displayd::kms::ioctl;
 use displayd::platform::startup::{decode_vt_events, VtEvent, READY_BYTE};
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice};

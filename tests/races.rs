@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use displayd::device::bochs::Unplug;
 use displayd::device_object::DeviceObject;
-use displayd::kms::codec::ioctl;
+use displayd::kms::ioctl;
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
 use displayd_testkit::kernel::{ClientMapping, Fd, Kernel};

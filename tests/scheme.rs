@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 
 use displayd::device_object::DeviceObject;
-use displayd::kms::codec::ioctl;
+use displayd::kms::ioctl;
 use displayd::scheme::{DisplayScheme, DRM_DEVICE};
 use displayd_testkit::consumers::{Consumer, ConsumerDisplay};
 use displayd_testkit::drm;

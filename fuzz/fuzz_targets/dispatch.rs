@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use displayd::device::bochs::Unplug;
 use displayd_testkit::emulated::{Config, EmulatedDevice};
-use displayd::kms::codec::ioctl;
+use displayd::kms::ioctl;
 use displayd_testkit::kernel::Kernel;
 use displayd_testkit::{drm, plug};
 use displayd::scheme::DisplayScheme;

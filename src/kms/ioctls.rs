@@ -8,32 +8,32 @@ use syscall::error::{Error, Result, EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::FromZeros;
 
-use super::codec::Payload;
 use super::props::{self, object};
-use super::wire::{
-    cap, client_cap, CardRes, CloseFb, ConnectorSetProperty, CreateDumb, Crtc, CrtcPageFlip, DestroyDumb,
-    FbCmd, FbCmd2, FbDirtyCmd, GetBlob, GetCap, GetConnector, GetEncoder, GetPlane, GetPlaneRes, GetProperty,
-    MapDumb, ModeInfo, ObjGetProperties, PropertyEnum, RmFb, SetClientCap, SetPlane, SetVersion, Unique,
-    Version,
-};
 use super::{
     full, ids, DumbBuffer, FileId, Format, Framebuffer, Kms, Plane, State, DUMB_WINDOW,
     MAX_DUMB_BUFFERS_PER_FILE, MAX_DUMB_BYTES_PER_FILE, MAX_FRAMEBUFFERS_PER_FILE, PAGE,
 };
 use crate::device::bochs::{DeviceError, Rect};
+use crate::uapi::codec::Payload;
+use crate::uapi::wire::{
+    cap, client_cap, CardRes, CloseFb, ConnectorSetProperty, CreateDumb, Crtc, CrtcPageFlip, DestroyDumb,
+    FbCmd, FbCmd2, FbDirtyCmd, GetBlob, GetCap, GetConnector, GetEncoder, GetPlane, GetPlaneRes, GetProperty,
+    MapDumb, ModeInfo, ObjGetProperties, PropertyEnum, RmFb, SetClientCap, SetPlane, SetVersion, Unique,
+    Version,
+};
 use ioctl::AfterUnplug;
 
 /// The DRM ioctls the display scheme serves: one row each, holding the number (`nr`,
-/// metadata\[0\]), the fixed part (a [`super::wire`] struct, which brings the arrays that follow
+/// metadata\[0\]), the fixed part (a [`crate::uapi::wire`] struct, which brings the arrays that follow
 /// it), the handler and what the ioctl does once the device is unplugged. A new ioctl is one more
 /// row, with its handler (and its struct, if no existing one fits).
 pub mod ioctl {
     use syscall::error::Result;
 
-    use super::super::codec::Payload;
-    use super::super::wire::*;
     use super::super::{FileId, Kms};
     use super::Call;
+    use crate::uapi::codec::Payload;
+    use crate::uapi::wire::*;
 
     /// What an ioctl does once the device is unplugged.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -901,4 +901,28 @@ fn name_field(name: &str) -> [u8; 32] {
         *out = byte;
     }
     field
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ioctl;
+
+    #[test]
+    fn fixed_parts_match_the_reference_table() {
+        let fixed = |nr| ioctl::find(nr).unwrap().fixed;
+        assert_eq!(fixed(ioctl::VERSION), 40);
+        assert_eq!(fixed(ioctl::SET_CRTC), 28 + 68);
+        assert_eq!(fixed(ioctl::GET_CONNECTOR), 48);
+        assert_eq!(fixed(ioctl::GET_PROPERTY), 48);
+        assert_eq!(fixed(ioctl::ADD_FB2), 104);
+        assert_eq!(fixed(ioctl::OBJ_GET_PROPERTIES), 12);
+        assert_eq!(fixed(ioctl::CURSOR2), 36);
+        assert!(ioctl::find(0x42).is_none());
+    }
+
+    #[test]
+    fn the_table_is_sorted_by_number_once_each() {
+        assert!(ioctl::TABLE.windows(2).all(|pair| pair[0].nr < pair[1].nr), "find() binary-searches it");
+        assert!(ioctl::TABLE.iter().all(|row| ioctl::find(row.nr).is_some_and(|found| found.nr == row.nr)));
+    }
 }

@@ -1,7 +1,7 @@
 //! The display object model: one connector, encoder, CRTC and primary plane (Bochs has one output),
-//! framebuffers, per-file dumb buffers and per-VT state, plus the DRM ioctls: their wire structs
-//! ([`wire`]), their payload format ([`codec`]), and their table, one row per ioctl
-//! ([`codec::ioctl`]), kept beside the handlers the rows name. Pure: no I/O and no `unsafe`;
+//! framebuffers, per-file dumb buffers and per-VT state, plus the DRM ioctls' table, one row per
+//! ioctl ([`ioctl`]), kept beside the handlers the rows name; the payloads they serve are
+//! [`crate::uapi`]'s wire structs. Pure: no I/O and no `unsafe`;
 //! hardware is reached through [`Adapter`], buffer memory through [`Allocator`].
 //!
 //! Guarantees:
@@ -17,10 +17,10 @@
 //!   is bound to it or it is on screen.
 #![forbid(unsafe_code)]
 
-pub mod codec;
 mod ioctls;
 mod props;
-pub mod wire;
+
+pub use ioctls::ioctl;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +29,7 @@ use std::time::Instant;
 use zerocopy::IntoBytes;
 
 use crate::device::Adapter;
-use wire::EventVblank;
+use crate::uapi::wire::EventVblank;
 
 /// Object ids, numbered as the reference driver numbers them for one display: properties 1–17,
 /// then plane, CRTC, encoder, connector. Framebuffers and blobs are numbered after them.
@@ -508,7 +508,7 @@ fn full(fb: &Framebuffer) -> crate::device::bochs::Rect {
 
 #[cfg(test)]
 mod tests {
-    use super::codec::ioctl;
+    use super::ioctl;
     use super::*;
     use crate::device::bochs::{DeviceError, Health, Rect, Source, Unplug};
     use crate::device::edid::Mode;

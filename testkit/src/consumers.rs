@@ -4,7 +4,7 @@
 
 use crate::drm::{self, Connector, Dumb};
 use crate::kernel::{ClientMapping, Fd, Kernel};
-use displayd::kms::wire::{cap, client_cap};
+use displayd::uapi::wire::{cap, client_cap};
 
 /// Which consumer's rules apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

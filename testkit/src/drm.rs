@@ -1,14 +1,15 @@
 //! Client-side DRM calls, encoded byte for byte as relibc's redox-ioctl shim sends them, with the
 //! drm crate's call sequences (count probes first, then the real call). Every payload is built from
-//! the server's own wire structs ([`displayd::kms::wire`]), so client and server share one layout.
+//! the server's own wire structs ([`displayd::uapi::wire`]), so client and server share one layout.
 
 use syscall::error::{Error, Result, EINVAL};
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::kernel::Fd;
-use displayd::kms::codec::{ioctl, Fixed, Payload};
-use displayd::kms::wire::{
+use displayd::kms::ioctl;
+use displayd::uapi::codec::{Fixed, Payload};
+use displayd::uapi::wire::{
     CardRes, ClipRect, CreateDumb, Crtc, CrtcPageFlip, Cursor, DestroyDumb, EventVblank, FbCmd, FbCmd2,
     FbDirtyCmd, GetCap, GetConnector, GetEncoder, MapDumb, ModeInfo, RmFb, SetClientCap,
 };

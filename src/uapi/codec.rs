@@ -85,8 +85,8 @@ const MAX_ARRAYS: usize = 4;
 /// # Examples
 ///
 /// ```
-/// use displayd::kms::codec::Payload;
-/// use displayd::kms::wire::GetPlaneRes;
+/// use displayd::uapi::codec::Payload;
+/// use displayd::uapi::wire::GetPlaneRes;
 /// use zerocopy::little_endian::U32;
 ///
 /// // GET_PLANE_RES probing with count 0: no array bytes follow.
@@ -171,33 +171,10 @@ impl<'a, T: Fixed> Payload<'a, T> {
     }
 }
 
-/// The table of DRM ioctls the display scheme serves, one row each (it lives beside the handlers
-/// its rows name).
-pub use super::ioctls::ioctl;
-
 #[cfg(test)]
 mod tests {
+    use super::super::wire::{FbDirtyCmd, ObjGetProperties, Version};
     use super::*;
-    use crate::kms::wire::{FbDirtyCmd, ObjGetProperties, Version};
-
-    #[test]
-    fn fixed_parts_match_the_reference_table() {
-        let fixed = |nr| ioctl::find(nr).unwrap().fixed;
-        assert_eq!(fixed(ioctl::VERSION), 40);
-        assert_eq!(fixed(ioctl::SET_CRTC), 28 + 68);
-        assert_eq!(fixed(ioctl::GET_CONNECTOR), 48);
-        assert_eq!(fixed(ioctl::GET_PROPERTY), 48);
-        assert_eq!(fixed(ioctl::ADD_FB2), 104);
-        assert_eq!(fixed(ioctl::OBJ_GET_PROPERTIES), 12);
-        assert_eq!(fixed(ioctl::CURSOR2), 36);
-        assert!(ioctl::find(0x42).is_none());
-    }
-
-    #[test]
-    fn the_table_is_sorted_by_number_once_each() {
-        assert!(ioctl::TABLE.windows(2).all(|pair| pair[0].nr < pair[1].nr), "find() binary-searches it");
-        assert!(ioctl::TABLE.iter().all(|row| ioctl::find(row.nr).is_some_and(|found| found.nr == row.nr)));
-    }
 
     #[test]
     fn arrays_are_located_from_their_counts_at_unaligned_offsets() {

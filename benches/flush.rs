@@ -13,9 +13,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
-use displayd::device::bochs::{Bochs, Hardware, Options, Rect, QEMU_BOCHS_DISPLAY};
+use displayd::device::bochs::{Bochs, Hardware, Options, QEMU_BOCHS_DISPLAY};
 use displayd::device::host_mapping::HostMapping;
 use displayd::device::mmio::Vram;
+use displayd::device::{Adapter, Rect};
 use displayd_testkit::emulated::{Config, EmulatedDevice};
 
 mod common;

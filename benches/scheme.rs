@@ -22,8 +22,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
-use displayd::device::bochs::Unplug;
 use displayd::device::words;
+use displayd::device::Unplug;
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice};
 use displayd_testkit::kernel::{ClientMapping, Fd, Kernel};

@@ -14,7 +14,8 @@
 
 use std::sync::Arc;
 
-use crate::device::bochs::{Bochs, DeviceError, Hardware, Health, Options, PciId, Unplug};
+use crate::device::bochs::{Bochs, Hardware, Options, PciId};
+use crate::device::{Adapter, DeviceError, Health, Unplug};
 use crate::guard::Releases;
 use crate::kms::{Allocator, Kms};
 

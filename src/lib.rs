@@ -64,7 +64,7 @@
 //!   ENODEV; the object lives on while handles hold it.
 //! * **gone**: what a call learns when the hardware is already revoked (`DeviceError::Gone`);
 //!   **vanished**: the health probe's verdict when the ID register no longer reads a Bochs ID.
-//! * **orderly** / **surprise**: the two kinds of unplug ([`device::bochs::Unplug`]): the driver's
+//! * **orderly** / **surprise**: the two kinds of unplug ([`device::Unplug`]): the driver's
 //!   own stop while the device is still there (scanout off first), or its answer to a removal it
 //!   learned of afterwards (nothing touched).
 //! * **slot**: only the guard's per-thread presence slot. A PCI function is named by its

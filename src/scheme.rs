@@ -35,7 +35,7 @@ use syscall::flag::{EventFlags, MapFlags, MunmapFlags};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
-use crate::device::bochs::Unplug;
+use crate::device::Unplug;
 use crate::device_object::DeviceObject;
 use crate::kms::{BufferMemory, FileId, MAX_VT};
 
@@ -133,7 +133,7 @@ impl DisplayScheme {
     }
 
     /// Unbinds the bound device if it has unplugged itself (the driver found it gone in the middle
-    /// of a call, see [`crate::device::bochs::Bochs::set_mode`]), so new opens get ENODEV and the
+    /// of a call, see [`crate::device::Adapter::set_mode`] on Bochs), so new opens get ENODEV and the
     /// platform sees no device. Called at every open; the event loop calls it on every wake.
     /// Returns whether it unbound one.
     pub fn unbind_if_unplugged(&self) -> bool {

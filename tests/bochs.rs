@@ -2,10 +2,9 @@
 //! the health probe, unplug, and the tripwire that makes a use-after-unplug crash.
 #![cfg(not(loom))]
 
-use displayd::device::bochs::{
-    Bochs, DeviceError, Hardware, Health, Options, PciId, Rect, Unplug, QEMU_BOCHS_DISPLAY,
-};
+use displayd::device::bochs::{Bochs, Hardware, Options, PciId, QEMU_BOCHS_DISPLAY};
 use displayd::device::regs::*;
+use displayd::device::{Adapter, DeviceError, Health, Rect, Unplug};
 use displayd_testkit::emulated::{Config, EmulatedDevice, YankedReads};
 
 const BOCHS_DISPLAY: PciId = QEMU_BOCHS_DISPLAY;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use displayd::device::bochs::Unplug;
+use displayd::device::Unplug;
 use displayd::kms::ioctl;
 use displayd::scheme::DisplayScheme;
 use displayd_testkit::emulated::{Config, EmulatedDevice};

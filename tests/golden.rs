@@ -3,7 +3,7 @@
 //! and the readiness byte. A layout change anywhere shows up here as a byte diff.
 #![cfg(not(loom))]
 
-use displayd::device::bochs::Unplug;
+use displayd::device::Unplug;
 use displayd::kms::ioctl;
 use displayd::platform::startup::{decode_vt_events, VtEvent, READY_BYTE};
 use displayd::scheme::DisplayScheme;

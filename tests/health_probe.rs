@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use displayd::device::bochs::{Hardware, Unplug, QEMU_BOCHS_DISPLAY};
+use displayd::device::bochs::{Hardware, QEMU_BOCHS_DISPLAY};
+use displayd::device::Unplug;
 use displayd::device_object::DeviceObject;
 use displayd::guard::Releases;
 use displayd::linux::memory::HostAllocator;

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use displayd::device::bochs::{Bochs, DeviceError, Options, PciId, Rect, Unplug};
+use displayd::device::bochs::{Bochs, Options, PciId};
+use displayd::device::{Adapter, DeviceError, Rect, Unplug};
 use displayd::linux::pci::{find_bochs, SysfsFunction};
 use displayd_testkit::fake_sysfs;
 

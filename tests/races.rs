@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
-use displayd::device::bochs::Unplug;
+use displayd::device::Unplug;
 use displayd::device_object::DeviceObject;
 use displayd::kms::ioctl;
 use displayd::scheme::DisplayScheme;

@@ -123,7 +123,7 @@ fn a_replugged_device_serves_new_opens_while_old_handles_stay_on_the_old_one() {
     let rig = rig();
     let mut old = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
     rig.kernel.scheme().activate(2);
-    rig.kernel.scheme().unplug(&rig.device, displayd::device::bochs::Unplug::Surprise);
+    rig.kernel.scheme().unplug(&rig.device, displayd::device::Unplug::Surprise);
     rig.emulated.remove();
     let (new_slot, new_device, _) = replug(&rig.kernel, 2);
     rig.kernel.scheme().activate(2);
@@ -588,7 +588,7 @@ fn framebuffers_per_file_are_bounded() {
 
 #[test]
 fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone() {
-    use displayd::device::bochs::Unplug;
+    use displayd::device::Unplug;
     use displayd::device_object::Gone;
     use displayd_testkit::emulated::YankedReads;
     let rig = rig();

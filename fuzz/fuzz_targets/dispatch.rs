@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use displayd::device::bochs::Unplug;
+use displayd::device::Unplug;
 use displayd_testkit::emulated::{Config, EmulatedDevice};
 use displayd::kms::ioctl;
 use displayd_testkit::kernel::Kernel;

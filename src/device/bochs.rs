@@ -16,8 +16,9 @@
 use std::sync::Mutex;
 
 use super::edid::{self, Mode};
-use super::mmio::{Mmio, RowCopy, Shared, Vram};
+use super::mmio::{Mmio, RowCopy, Vram};
 use super::regs::*;
+use super::{Adapter, DeviceError, Health, Rect, Scanout, Source, Unplug};
 use crate::guard::Revocable;
 
 /// PCI vendor:device pairs of the Bochs adapter (QEMU, and Simics' 4321:1111).
@@ -48,80 +49,6 @@ pub struct Hardware {
     pub vram: Vram,
 }
 
-/// Why a device call failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceError {
-    /// The device has been unplugged.
-    Gone,
-    /// Not a Bochs adapter (PCI id) at probe.
-    Unsupported,
-    /// The ID register did not read 0xB0C0..=0xB0C5 at probe.
-    BadId(u16),
-    /// The mode is outside what the device and its VRAM can show.
-    ModeRejected,
-    /// An offset or rectangle outside VRAM or the current mode.
-    OutOfBounds,
-    /// Scanout needs a mode and none is set.
-    NoMode,
-}
-
-impl DeviceError {
-    /// The errno a client sees for this error.
-    pub fn errno(self) -> i32 {
-        match self {
-            DeviceError::Gone | DeviceError::Unsupported | DeviceError::BadId(_) => syscall::error::ENODEV,
-            DeviceError::ModeRejected | DeviceError::OutOfBounds | DeviceError::NoMode => {
-                syscall::error::EINVAL
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceError::Gone => f.write_str("the device has been unplugged"),
-            DeviceError::Unsupported => f.write_str("not a Bochs display adapter"),
-            DeviceError::BadId(id) => {
-                write!(f, "the DISPI ID register reads {id:#06x}, not a Bochs ID")
-            }
-            DeviceError::ModeRejected => f.write_str("the mode does not fit the device"),
-            DeviceError::OutOfBounds => f.write_str("offset or rectangle outside VRAM or the mode"),
-            DeviceError::NoMode => f.write_str("no mode is set"),
-        }
-    }
-}
-
-impl std::error::Error for DeviceError {}
-
-/// A device error as the client sees it: its errno ([`DeviceError::errno`]).
-impl From<DeviceError> for syscall::error::Error {
-    fn from(error: DeviceError) -> Self {
-        syscall::error::Error::new(error.errno())
-    }
-}
-
-/// Which kind of unplug: the driver's own stop, or its answer to a removal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unplug {
-    /// The driver stops while the device is still there (control path, SIGTERM, unmount, or a
-    /// removal that is announced first), so scanout is disabled first.
-    Orderly,
-    /// The device is already gone (a removal the driver learned of afterwards): nothing may touch it.
-    Surprise,
-}
-
-/// The health probe's finding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// The ID register reads a Bochs ID.
-    Present,
-    /// The ID register reads something else (0xFFFF on real PCI, 0x0000 on QEMU after removal).
-    Vanished(u16),
-    /// Already unplugged.
-    Unplugged,
-}
-
 /// Driver options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -135,58 +62,9 @@ impl Default for Options {
     }
 }
 
-/// Where the device scans out from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Scanout {
-    /// Visible pixels per line.
-    pub width: u16,
-    /// Visible lines.
-    pub height: u16,
-    /// Bytes per line in VRAM.
-    pub pitch: u32,
-    /// VRAM byte offset of the first visible pixel.
-    pub offset: usize,
-}
-
-/// A damage rectangle in pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rect {
-    /// Left edge.
-    pub x: u32,
-    /// Top edge.
-    pub y: u32,
-    /// Width.
-    pub width: u32,
-    /// Height.
-    pub height: u32,
-}
-
-impl Rect {
-    /// The smallest rectangle holding both.
-    pub fn union(self, other: Rect) -> Rect {
-        let (x, y) = (self.x.min(other.x), self.y.min(other.y));
-        let right = self.x.saturating_add(self.width).max(other.x.saturating_add(other.width));
-        let bottom = self.y.saturating_add(self.height).max(other.y.saturating_add(other.height));
-        Rect { x, y, width: right - x, height: bottom - y }
-    }
-}
-
 /// QEMU's `bochs-display` as it presents itself on PCI (display class, "other" subclass, rev 2).
 pub const QEMU_BOCHS_DISPLAY: PciId =
     PciId { vendor: 0x1234, device: 0x1111, class: 3, subclass: 0x80, revision: 2 };
-
-/// Pixels to copy from: a 32-bpp buffer, its pitch, and the top-left source pixel of the copy.
-#[derive(Clone, Copy, Debug)]
-pub struct Source<'a> {
-    /// The buffer (a client's, which it may be writing meanwhile).
-    pub bytes: Shared<'a>,
-    /// Bytes per row.
-    pub pitch: usize,
-    /// Source column of the copy's first pixel.
-    pub x: u32,
-    /// Source row of the copy's first pixel.
-    pub y: u32,
-}
 
 /// The row copy that puts `dst` (screen coordinates, inside the mode) from `src` into the frame
 /// at VRAM offset `frame`.
@@ -343,16 +221,6 @@ impl Bochs {
         Ok(device)
     }
 
-    /// The modes the device can show, preferred first; never empty.
-    pub fn modes(&self) -> &[Mode] {
-        &self.modes
-    }
-
-    /// The raw EDID blob, if the device has a valid one.
-    pub fn edid(&self) -> Option<&[u8]> {
-        self.edid.as_deref()
-    }
-
     /// Usable VRAM in bytes.
     pub fn vram_bytes(&self) -> usize {
         self.vram_bytes
@@ -373,8 +241,74 @@ impl Bochs {
             && usize::from(height) * usize::from(width) * BYTES_PER_PIXEL as usize <= self.vram_bytes
     }
 
+    /// Scans out from `offset` in VRAM with the current mode (pan, or flip to another buffer in
+    /// VRAM). `offset` must be pixel-aligned and leave a whole frame inside VRAM.
+    pub fn set_base(&self, offset: usize) -> Result<Scanout, DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let mut frame = hw.frame();
+        let current = frame.scanout.ok_or(DeviceError::NoMode)?;
+        let pitch = current.pitch as usize;
+        let frame_end = offset.checked_add(usize::from(current.height) * pitch);
+        if !offset.is_multiple_of(BYTES_PER_PIXEL as usize)
+            || frame_end.is_none_or(|end| end > self.vram_bytes)
+        {
+            return Err(DeviceError::OutOfBounds);
+        }
+        let (y, x) = (offset / pitch, offset % pitch / BYTES_PER_PIXEL as usize);
+        let y = u16::try_from(y).ok().filter(|&y| y <= MAX_YRES).ok_or(DeviceError::OutOfBounds)?;
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_VIRT_WIDTH }>((current.pitch / BYTES_PER_PIXEL) as u16);
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(x as u16);
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(y);
+        let moved = Scanout { offset, ..current };
+        frame.scanout = Some(moved);
+        Ok(moved)
+    }
+
+    /// Copies `rect` of a 32-bpp shadow buffer (`src`, `src_pitch` bytes per row, same coordinates
+    /// as the screen) into the scanout.
+    pub fn flush(&self, src: &[u8], src_pitch: usize, rect: Rect) -> Result<(), DeviceError> {
+        self.blit(Source { bytes: src.into(), pitch: src_pitch, x: rect.x, y: rect.y }, rect)
+    }
+
+    fn fallback_modes(&self, preferred: (u16, u16)) -> Vec<Mode> {
+        let preferred = Some(preferred).filter(|&(w, h)| self.fits(w, h)).unwrap_or((640, 480));
+        let others = FALLBACK_SIZES.into_iter().filter(|&size| size != preferred);
+        std::iter::once(preferred)
+            .chain(others)
+            .filter(|&(w, h)| self.fits(w, h))
+            .enumerate()
+            .map(|(i, (w, h))| Mode { preferred: i == 0, ..Mode::synthesized(w, h) })
+            .collect()
+    }
+}
+
+/// The adapter the display scheme drives: the Bochs programming itself (the trait says what each
+/// call promises).
+impl Adapter for Bochs {
+    fn name(&self) -> &'static str {
+        "displayd"
+    }
+
+    fn description(&self) -> &'static str {
+        "QEMU/Bochs display adapter"
+    }
+
+    fn max_size(&self) -> (u32, u32) {
+        (MAX_XRES.into(), MAX_YRES.into())
+    }
+
+    /// The modes the device can show, preferred first; never empty.
+    fn modes(&self) -> &[Mode] {
+        &self.modes
+    }
+
+    /// The raw EDID blob, if the device has a valid one.
+    fn edid(&self) -> Option<&[u8]> {
+        self.edid.as_deref()
+    }
+
     /// Sets `width`×`height` at 32 bpp, scanning out from VRAM offset 0.
-    pub fn set_mode(&self, width: u16, height: u16) -> Result<Scanout, DeviceError> {
+    fn set_mode(&self, width: u16, height: u16) -> Result<Scanout, DeviceError> {
         if !self.fits(width, height) {
             return Err(DeviceError::ModeRejected);
         }
@@ -425,45 +359,34 @@ impl Bochs {
         Ok(set)
     }
 
-    /// Scans out from `offset` in VRAM with the current mode (pan, or flip to another buffer in
-    /// VRAM). `offset` must be pixel-aligned and leave a whole frame inside VRAM.
-    pub fn set_base(&self, offset: usize) -> Result<Scanout, DeviceError> {
+    /// Turns scanout off (no plane to show); the next [`Bochs::set_mode`] turns it on again.
+    fn disable(&self) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
         let mut frame = hw.frame();
-        let current = frame.scanout.ok_or(DeviceError::NoMode)?;
-        let pitch = current.pitch as usize;
-        let frame_end = offset.checked_add(usize::from(current.height) * pitch);
-        if !offset.is_multiple_of(BYTES_PER_PIXEL as usize)
-            || frame_end.is_none_or(|end| end > self.vram_bytes)
-        {
-            return Err(DeviceError::OutOfBounds);
-        }
-        let (y, x) = (offset / pitch, offset % pitch / BYTES_PER_PIXEL as usize);
-        let y = u16::try_from(y).ok().filter(|&y| y <= MAX_YRES).ok_or(DeviceError::OutOfBounds)?;
-        hw.mmio.write16::<{ DISPI + 2 * DISPI_VIRT_WIDTH }>((current.pitch / BYTES_PER_PIXEL) as u16);
-        hw.mmio.write16::<{ DISPI + 2 * DISPI_X_OFFSET }>(x as u16);
-        hw.mmio.write16::<{ DISPI + 2 * DISPI_Y_OFFSET }>(y);
-        let moved = Scanout { offset, ..current };
-        frame.scanout = Some(moved);
-        Ok(moved)
+        hw.mmio.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
+        frame.scanout = None;
+        Ok(())
+    }
+
+    /// Blacks out the visible frame (the mode stays set): what the screen shows with no plane on it.
+    fn clear(&self) -> Result<(), DeviceError> {
+        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
+        let mut frame = hw.frame();
+        let scanout = frame.scanout.ok_or(DeviceError::NoMode)?;
+        let bytes = scanout.pitch as usize * usize::from(scanout.height);
+        frame.vram.fill(scanout.offset, bytes, 0).then_some(()).ok_or(DeviceError::OutOfBounds)
     }
 
     /// Blanks or unblanks the output through the VGA attribute controller (`vga_blank`).
-    pub fn blank(&self, blank: bool) -> Result<(), DeviceError> {
+    fn blank(&self, blank: bool) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
         vga_blank(&hw.mmio, blank);
         Ok(())
     }
 
-    /// Copies `rect` of a 32-bpp shadow buffer (`src`, `src_pitch` bytes per row, same coordinates
-    /// as the screen) into the scanout.
-    pub fn flush(&self, src: &[u8], src_pitch: usize, rect: Rect) -> Result<(), DeviceError> {
-        self.blit(Source { bytes: src.into(), pitch: src_pitch, x: rect.x, y: rect.y }, rect)
-    }
-
     /// Copies the `dst.width`×`dst.height` pixels at (`src.x`, `src.y`) of a 32-bpp buffer to `dst`
     /// on the screen.
-    pub fn blit(&self, src: Source<'_>, dst: Rect) -> Result<(), DeviceError> {
+    fn blit(&self, src: Source<'_>, dst: Rect) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
         let mut frame = hw.frame();
         let scanout = frame.scanout.ok_or(DeviceError::NoMode)?;
@@ -474,7 +397,7 @@ impl Bochs {
     /// Shows a whole new frame without tearing: copies it into the VRAM page that is not being
     /// scanned out and switches scanout to that page (one copy, then a flip). When VRAM holds only
     /// one frame, copies it in place.
-    pub fn flip(&self, src: Source<'_>) -> Result<(), DeviceError> {
+    fn flip(&self, src: Source<'_>) -> Result<(), DeviceError> {
         let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
         let mut frame = hw.frame();
         let scanout = frame.scanout.ok_or(DeviceError::NoMode)?;
@@ -497,26 +420,14 @@ impl Bochs {
         Ok(())
     }
 
-    /// Blacks out the visible frame (the mode stays set): what the screen shows with no plane on it.
-    pub fn clear(&self) -> Result<(), DeviceError> {
-        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let mut frame = hw.frame();
-        let scanout = frame.scanout.ok_or(DeviceError::NoMode)?;
-        let bytes = scanout.pitch as usize * usize::from(scanout.height);
-        frame.vram.fill(scanout.offset, bytes, 0).then_some(()).ok_or(DeviceError::OutOfBounds)
-    }
-
-    /// Turns scanout off (no plane to show); the next [`Bochs::set_mode`] turns it on again.
-    pub fn disable(&self) -> Result<(), DeviceError> {
-        let hw = self.hw.try_access().ok_or(DeviceError::Gone)?;
-        let mut frame = hw.frame();
-        hw.mmio.write16::<{ DISPI + 2 * DISPI_ENABLE }>(0);
-        frame.scanout = None;
-        Ok(())
+    /// Whether the device has been unplugged (a point check; calls that need the device answer
+    /// [`DeviceError::Gone`] by themselves).
+    fn is_unplugged(&self) -> bool {
+        self.hw.is_revoked()
     }
 
     /// Reads the ID register to tell whether the device is still there.
-    pub fn health(&self) -> Health {
+    fn health(&self) -> Health {
         let Some(hw) = self.hw.try_access() else {
             return Health::Unplugged;
         };
@@ -528,7 +439,7 @@ impl Bochs {
 
     /// Unplugs: after this returns no thread touches the hardware again, and the BAR mappings are
     /// released. Returns `true` to the call that did it.
-    pub fn unplug(&self, kind: Unplug) -> bool {
+    fn unplug(&self, kind: Unplug) -> bool {
         log::info!("bochs: unplug ({kind:?}) started");
         if kind == Unplug::Orderly {
             if let Some(hw) = self.hw.try_access() {
@@ -540,22 +451,5 @@ impl Bochs {
             log::info!("bochs: unplug done: sections drained, hardware released");
         }
         did_it
-    }
-
-    /// Whether the device has been unplugged (a point check; calls that need the device answer
-    /// [`DeviceError::Gone`] by themselves).
-    pub fn is_unplugged(&self) -> bool {
-        self.hw.is_revoked()
-    }
-
-    fn fallback_modes(&self, preferred: (u16, u16)) -> Vec<Mode> {
-        let preferred = Some(preferred).filter(|&(w, h)| self.fits(w, h)).unwrap_or((640, 480));
-        let others = FALLBACK_SIZES.into_iter().filter(|&size| size != preferred);
-        std::iter::once(preferred)
-            .chain(others)
-            .filter(|&(w, h)| self.fits(w, h))
-            .enumerate()
-            .map(|(i, (w, h))| Mode { preferred: i == 0, ..Mode::synthesized(w, h) })
-            .collect()
     }
 }

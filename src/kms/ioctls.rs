@@ -13,7 +13,7 @@ use super::{
     full, ids, DumbBuffer, FileId, Format, Framebuffer, Kms, Plane, State, DUMB_WINDOW,
     MAX_DUMB_BUFFERS_PER_FILE, MAX_DUMB_BYTES_PER_FILE, MAX_FRAMEBUFFERS_PER_FILE, PAGE,
 };
-use crate::device::bochs::{DeviceError, Rect};
+use crate::device::{DeviceError, Rect};
 use crate::uapi::codec::Payload;
 use crate::uapi::wire::{
     cap, client_cap, CardRes, CloseFb, ConnectorSetProperty, CreateDumb, Crtc, CrtcPageFlip, DestroyDumb,
@@ -687,12 +687,8 @@ impl Call<'_> {
                 && (plane.width, plane.height) == (mode.hdisplay.into(), mode.vdisplay.into());
             let result = if whole_screen {
                 let bytes = fb.buffer.memory.shared().skip(fb.offset).ok_or(DeviceError::OutOfBounds)?;
-                let src = crate::device::bochs::Source {
-                    bytes,
-                    pitch: fb.pitch as usize,
-                    x: plane.src_x,
-                    y: plane.src_y,
-                };
+                let src =
+                    crate::device::Source { bytes, pitch: fb.pitch as usize, x: plane.src_x, y: plane.src_y };
                 self.kms.adapter.flip(src)
             } else {
                 self.kms.present(fb, &plane, full(fb))

@@ -438,7 +438,7 @@ impl Kms {
     }
 
     /// Puts a VT's saved configuration on the screen.
-    fn replay(&self, state: &State, vt: usize) -> Result<(), crate::device::bochs::DeviceError> {
+    fn replay(&self, state: &State, vt: usize) -> Result<(), crate::device::DeviceError> {
         let saved = &state.vts[&vt];
         let Some(mode) = saved.mode else { return self.adapter.disable() };
         self.adapter.set_mode(mode.hdisplay, mode.vdisplay)?;
@@ -454,7 +454,7 @@ impl Kms {
         fb: Option<&Framebuffer>,
         plane: &Plane,
         mode: &crate::device::edid::Mode,
-    ) -> Result<(), crate::device::bochs::DeviceError> {
+    ) -> Result<(), crate::device::DeviceError> {
         let covers_screen = fb.is_some()
             && (plane.crtc_x, plane.crtc_y) == (0, 0)
             && (plane.width, plane.height) == (mode.hdisplay.into(), mode.vdisplay.into());
@@ -472,9 +472,9 @@ impl Kms {
         &self,
         fb: &Framebuffer,
         plane: &Plane,
-        damage: crate::device::bochs::Rect,
-    ) -> Result<(), crate::device::bochs::DeviceError> {
-        use crate::device::bochs::{Rect, Source};
+        damage: crate::device::Rect,
+    ) -> Result<(), crate::device::DeviceError> {
+        use crate::device::{Rect, Source};
         let left = damage.x.max(plane.src_x);
         let top = damage.y.max(plane.src_y);
         // Saturating: damage and plane come from clients (checked where they were set, but a
@@ -484,12 +484,8 @@ impl Kms {
         if left >= right || top >= bottom {
             return Ok(());
         }
-        let bytes = fb
-            .buffer
-            .memory
-            .shared()
-            .skip(fb.offset)
-            .ok_or(crate::device::bochs::DeviceError::OutOfBounds)?;
+        let bytes =
+            fb.buffer.memory.shared().skip(fb.offset).ok_or(crate::device::DeviceError::OutOfBounds)?;
         let src = Source { bytes, pitch: fb.pitch as usize, x: left, y: top };
         let dst = Rect {
             x: plane.crtc_x.saturating_add(left - plane.src_x),
@@ -502,17 +498,17 @@ impl Kms {
 }
 
 /// The whole of a framebuffer, as a damage rectangle.
-fn full(fb: &Framebuffer) -> crate::device::bochs::Rect {
-    crate::device::bochs::Rect { x: 0, y: 0, width: fb.width, height: fb.height }
+fn full(fb: &Framebuffer) -> crate::device::Rect {
+    crate::device::Rect { x: 0, y: 0, width: fb.width, height: fb.height }
 }
 
 #[cfg(test)]
 mod tests {
     use super::ioctl;
     use super::*;
-    use crate::device::bochs::{DeviceError, Health, Rect, Source, Unplug};
     use crate::device::edid::Mode;
     use crate::device::mmio::Shared;
+    use crate::device::{DeviceError, Health, Rect, Scanout, Source, Unplug};
 
     /// An adapter of which these tests need only the answers a framebuffer's life asks for: no
     /// EDID, present, and a size limit.
@@ -534,8 +530,8 @@ mod tests {
         fn max_size(&self) -> (u32, u32) {
             (1024, 1024)
         }
-        fn set_mode(&self, _: u16, _: u16) -> Result<(), DeviceError> {
-            Ok(())
+        fn set_mode(&self, width: u16, height: u16) -> Result<Scanout, DeviceError> {
+            Ok(Scanout { width, height, pitch: u32::from(width) * 4, offset: 0 })
         }
         fn disable(&self) -> Result<(), DeviceError> {
             Ok(())

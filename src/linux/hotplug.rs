@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::pci::{find_bochs, SysfsFunction};
 use super::plug_hardware;
 use super::uevent::{DeviceEvents, Received, Uevent};
-use crate::device::bochs::Unplug;
+use crate::device::Unplug;
 use crate::device_object::DeviceObject;
 use crate::scheme::DisplayScheme;
 

@@ -11,7 +11,8 @@ pub mod uevent;
 
 use std::sync::Arc;
 
-use crate::device::bochs::{DeviceError, Hardware, PciId};
+use crate::device::bochs::{Hardware, PciId};
+use crate::device::DeviceError;
 use crate::device_object::DeviceObject;
 use crate::guard::Releases;
 use crate::scheme::DisplayScheme;

@@ -20,7 +20,7 @@
 //! * only a failing event queue or scheme socket ends the loop with 1.
 
 use super::startup::VtEvent;
-use crate::device::bochs::Unplug;
+use crate::device::Unplug;
 use crate::scheme::DisplayScheme;
 
 /// What woke the loop.

@@ -19,7 +19,7 @@
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use crate::device::bochs::Unplug;
+use crate::device::Unplug;
 use crate::device_object::{DeviceObject, Gone};
 
 /// A running health probe; dropping it stops the probe.

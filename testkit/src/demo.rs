@@ -24,7 +24,7 @@ use crate::consumers::{Consumer, ConsumerDisplay, ConsumerError};
 use crate::emulated::{Config, EmulatedDevice, Image, YankedReads};
 use crate::kernel::Kernel;
 use crate::plug;
-use displayd::device::bochs::{Rect, Unplug};
+use displayd::device::{Rect, Unplug};
 use displayd::device_object::{DeviceObject, Gone};
 use displayd::scheme::DisplayScheme;
 

@@ -25,7 +25,8 @@ pub mod test_pattern;
 
 use std::sync::Arc;
 
-use displayd::device::bochs::{DeviceError, Hardware, QEMU_BOCHS_DISPLAY};
+use displayd::device::bochs::{Hardware, QEMU_BOCHS_DISPLAY};
+use displayd::device::DeviceError;
 use displayd::device_object::DeviceObject;
 use displayd::linux::plug_hardware;
 use emulated::EmulatedDevice;

@@ -112,6 +112,25 @@ fn scheme(c: &mut Criterion) {
     group.finish();
 }
 
+/// Starts a thread in `scope` that sends `client`'s full-frame DIRTYFBs back to back, counting them
+/// in `frames`, until `stop`; returns once its first frame is through.
+fn draw_full_frames<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    client: &'scope Client,
+    stop: &'scope AtomicBool,
+    frames: &'scope AtomicU64,
+) {
+    scope.spawn(move || {
+        while !stop.load(SeqCst) {
+            drm::dirty_fb(&client.fd, client.fb, &[[0, 0, W as u16, H as u16]]).expect("dirtyfb");
+            frames.fetch_add(1, SeqCst);
+        }
+    });
+    while frames.load(SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+}
+
 /// Unplug latencies in nanoseconds, sorted: each sample a fresh device, unplugged while a client
 /// thread sends full-frame DIRTYFBs back to back.
 fn unplug_latency_with_a_drawing_client(samples: usize) -> Vec<u64> {
@@ -123,16 +142,8 @@ fn unplug_latency_with_a_drawing_client(samples: usize) -> Vec<u64> {
             let client = client(&kernel);
             let (stop, frames) = (AtomicBool::new(false), AtomicU64::new(0));
             std::thread::scope(|scope| {
-                scope.spawn(|| {
-                    while !stop.load(SeqCst) {
-                        drm::dirty_fb(&client.fd, client.fb, &[[0, 0, W as u16, H as u16]]).expect("dirtyfb");
-                        frames.fetch_add(1, SeqCst);
-                    }
-                });
-                // Unplug only once the client is drawing (its first frame is through).
-                while frames.load(SeqCst) == 0 {
-                    std::thread::yield_now();
-                }
+                // Unplug only once the client is drawing.
+                draw_full_frames(scope, &client, &stop, &frames);
                 let start = Instant::now();
                 assert!(kernel.scheme().unplug_bound(Unplug::Surprise), "the device was bound");
                 let took = start.elapsed().as_nanos() as u64;
@@ -157,15 +168,7 @@ fn small_call_latency(beside_a_drawing_client: bool, samples: usize) -> Vec<u64>
     let (stop, frames) = (AtomicBool::new(false), AtomicU64::new(0));
     let mut latencies = std::thread::scope(|scope| {
         if beside_a_drawing_client {
-            scope.spawn(|| {
-                while !stop.load(SeqCst) {
-                    drm::dirty_fb(&drawing.fd, drawing.fb, &[[0, 0, W as u16, H as u16]]).expect("dirtyfb");
-                    frames.fetch_add(1, SeqCst);
-                }
-            });
-            while frames.load(SeqCst) == 0 {
-                std::thread::yield_now();
-            }
+            draw_full_frames(scope, &drawing, &stop, &frames);
         }
         let latencies: Vec<u64> = (0..samples)
             .map(|_| {

@@ -482,14 +482,34 @@ impl Vram {
                     }
                     Memory::Foreign(..) => self.copy_row_in_chunks(src, from, to, copy.row_bytes),
                 },
-                (None, Reader::Device) => self.copy_row_in_chunks(src, from, to, copy.row_bytes),
+                (None, Reader::Device) => self.copy_words_row(src, from, to, copy.row_bytes),
             }
         }
         true
     }
 
-    /// One row copied through a small buffer, when no direct copy suits both sides (words into
-    /// device memory on the Linux guest). Callers have checked both ranges.
+    /// One row of memory shared in words copied into device memory (in-process clients on the Linux
+    /// guest): word by word when both sides are word-aligned, as dumb-buffer rows and scan-out rows
+    /// are, else through a small buffer. Callers have checked both ranges.
+    fn copy_words_row(&mut self, src: Shared<'_>, from: usize, to: usize, len: usize) {
+        let at = src.start + from;
+        // SAFETY: `to <= len` of the mapping (checked by the caller): the pointer stays inside it.
+        let dst = unsafe { self.mapping.base.as_ptr().add(to) };
+        match src.memory {
+            Memory::Words(memory) if (at | len | dst as usize).is_multiple_of(4) => {
+                let dst = dst.cast::<u32>();
+                for (i, word) in memory[at / 4..][..len / 4].iter().enumerate() {
+                    // SAFETY: `to + len` is inside the mapping (checked by the caller), `dst` is
+                    // word-aligned (checked above), and only the device reads it besides this `Vram`.
+                    unsafe { dst.add(i).write(word.load(std::sync::atomic::Ordering::Relaxed)) };
+                }
+            }
+            _ => self.copy_row_in_chunks(src, from, to, len),
+        }
+    }
+
+    /// One row copied through a small buffer, when no direct copy suits both sides. Callers have
+    /// checked both ranges.
     fn copy_row_in_chunks(&mut self, src: Shared<'_>, from: usize, to: usize, len: usize) {
         let mut chunk = [0u8; 4096];
         for done in (0..len).step_by(chunk.len()) {
@@ -605,6 +625,33 @@ mod tests {
         assert!(!vram.copy_rows(src[..].into(), RowCopy { dst_offset: 14, ..copy }), "VRAM overrun");
         assert!(!vram.copy_rows(src[..].into(), RowCopy { dst_pitch: usize::MAX / 2, ..copy }), "overflow");
         assert!(!vram.read_into(60, &mut [0; 8]));
+    }
+
+    #[test]
+    fn rows_shared_in_words_land_in_device_vram_aligned_or_not() {
+        let words: Vec<AtomicU32> = (0..8u32)
+            .map(|i| {
+                AtomicU32::new(u32::from_le_bytes([
+                    4 * i as u8 + 1,
+                    4 * i as u8 + 2,
+                    4 * i as u8 + 3,
+                    4 * i as u8 + 4,
+                ]))
+            })
+            .collect();
+        let src = Shared::words(&words);
+        for (src_offset, dst_offset) in [(0, 4), (3, 4), (4, 9)] {
+            let mut vram = vram_over(Box::leak(vec![0u8; 64].into_boxed_slice()));
+            let copy = RowCopy { dst_offset, dst_pitch: 16, src_offset, src_pitch: 8, row_bytes: 8, rows: 2 };
+            assert!(vram.copy_rows(src, copy));
+            let mut out = [0u8; 64];
+            assert!(vram.read_into(0, &mut out));
+            for row in 0..2 {
+                let expected: Vec<u8> = (0..8).map(|i| (src_offset + row * 8 + i + 1) as u8).collect();
+                let at = dst_offset + row * 16;
+                assert_eq!(&out[at..at + 8], &expected[..], "{src_offset} -> {dst_offset}, row {row}");
+            }
+        }
     }
 
     #[test]

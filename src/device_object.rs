@@ -22,7 +22,7 @@ use crate::kms::{Allocator, Kms};
 /// Why a device object's device is gone, as the health check found it. Either way it is a surprise
 /// removal: the device must be unplugged with [`Unplug::Surprise`], never touched again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gone {
+pub enum Absent {
     /// The ID register reads this, not a Bochs id (0xFFFF on real PCI, 0x0000 on QEMU after
     /// removal): the device vanished without notice.
     Vanished(u16),
@@ -31,11 +31,11 @@ pub enum Gone {
     AlreadyUnplugged,
 }
 
-impl std::fmt::Display for Gone {
+impl std::fmt::Display for Absent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Gone::Vanished(id) => write!(f, "ID register reads {id:#06x}"),
-            Gone::AlreadyUnplugged => f.write_str("the driver found it gone during a call"),
+            Absent::Vanished(id) => write!(f, "ID register reads {id:#06x}"),
+            Absent::AlreadyUnplugged => f.write_str("the driver found it gone during a call"),
         }
     }
 }
@@ -76,11 +76,11 @@ impl DeviceObject {
     /// The health check, the same on every platform: `None` while the device is there, else why it
     /// is gone (then unplug it as a surprise). Reads the ID register only; once unplugged, reads
     /// nothing.
-    pub fn check_health(&self) -> Option<Gone> {
+    pub fn check_health(&self) -> Option<Absent> {
         match self.adapter.health() {
             Health::Present => None,
-            Health::Vanished(id) => Some(Gone::Vanished(id)),
-            Health::Unplugged => Some(Gone::AlreadyUnplugged),
+            Health::Vanished(id) => Some(Absent::Vanished(id)),
+            Health::Unplugged => Some(Absent::AlreadyUnplugged),
         }
     }
 

@@ -20,12 +20,14 @@
 //! * **On a Linux host** (the test kit's demo, tests and QEMU `guest`) the clients are threads of
 //!   the same process, calling the scheme through the test kit's stand-in kernel, which holds no
 //!   lock across a call: calls, and unplugs from other threads, really overlap. Removal is detected
-//!   on a thread of its own (the Linux platform's [`linux::hotplug`]: uevents, sysfs and the
-//!   probe) or triggered by a test from any thread.
+//!   on a thread that serves no requests (the Linux platform's [`linux::hotplug`]: uevents, sysfs
+//!   and the probe; in the QEMU guest that thread also starts and joins the clients between
+//!   events) or triggered by a test from any thread.
 //!
 //! Locks, outermost first; none is taken in the other order:
-//! 1. the scheme's handle table and its bound-device slot ([`scheme::DisplayScheme`]): each taken
-//!    only to look up, insert or remove, never while a call is served, and never both at once;
+//! 1. the scheme's handle table, its bound device and its list of readable handles
+//!    ([`scheme::DisplayScheme`]): each taken only to look up, insert or remove, never while a
+//!    call is served, and never two at once;
 //! 2. a device object's KMS state (`Kms`'s `state` mutex): held for one whole ioctl, a VT replay
 //!    or a close;
 //! 3. `Bochs`'s frame mutex (VRAM with the mode and scan-out offset): held for one hardware
@@ -69,8 +71,15 @@
 //!   learned of afterwards (nothing touched).
 //! * **slot**: only the guard's per-thread presence slot. A PCI function is named by its
 //!   **address** (`0000:00:02.0`); a test's emulated device is called `emulated`.
-//! * **retired**: a thread's presence slot handed back (guard). A sysfs node the Linux platform will
-//!   never bind again is **spent**.
+//! * **retired**: a presence that was dropped, so threads forget their slot in it (guard). A sysfs
+//!   node the Linux platform will never bind again is **spent**.
+//! * **bind**: a device object is bound once ([`device_object::DeviceObject::bind`]: probed and
+//!   built), then the scheme binds it (`DisplayScheme::bind`: new opens reach it); **unbind** undoes
+//!   the second.
+//! * **Linux host**: displayd running on Linux, in-process with its clients: the test kit's demo
+//!   and tests on this machine, or the QEMU guest. The **host** alone is the machine running QEMU.
+//! * **absent**: the health check's verdict ([`device_object::Absent`]): the ID register vanished,
+//!   or the device was already unplugged.
 //! * **mapping**: memory mapped into an address space. displayd's own are `HostMapping` (Linux) and
 //!   `RedoxMapping` (Redox): BARs and dumb buffers; a `Vram` or `Mmio` reaches its BAR through a
 //!   `MappedRange` that owns one; a client's `mmap` of a dumb buffer in the test kit's stand-in

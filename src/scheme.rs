@@ -18,11 +18,11 @@
 //!   status line (it opens `POSITIONED`, so reads advance), writing `unplug` removes the device in
 //!   an orderly way.
 //! * Every request works through `&self`, and no lock of the scheme is held across one: the handle
-//!   table and the bound device each sit under a mutex taken only to look up, insert or remove,
-//!   never while a device object serves a call. So calls on other handles, and an unplug, run
-//!   while one call is under way (the stand-in kernel on Linux hosts calls it from many threads;
-//!   Redox's request loop calls it through `SchemeSync`, which forwards here). The two mutexes are
-//!   never held together.
+//!   table, the bound device and the list of readable handles each sit under a mutex taken only to
+//!   look up, insert or remove, never while a device object serves a call. So calls on other
+//!   handles, and an unplug, run while one call is under way (the stand-in kernel on Linux hosts
+//!   calls it from many threads; Redox's request loop calls it through `SchemeSync`, which forwards
+//!   here). No two of these mutexes are ever held together.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -121,15 +121,6 @@ impl DisplayScheme {
     pub fn unplug_bound(&self, kind: Unplug) -> bool {
         let Some(device) = self.device() else { return false };
         self.unplug(&device, kind)
-    }
-
-    /// The health probe on the bound device ([`DeviceObject::check_health`]): a device found gone is
-    /// unplugged as a surprise, without touching it, and unbound. Returns whether that happened.
-    pub fn check_health(&self) -> bool {
-        let Some(device) = self.device() else { return false };
-        let Some(gone) = device.check_health() else { return false };
-        log::warn!("health probe: device {}: {gone}: surprise removal", device.instance);
-        self.unplug(&device, Unplug::Surprise)
     }
 
     /// Unbinds the bound device if it has unplugged itself (the driver found it gone in the middle

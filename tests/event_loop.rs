@@ -103,7 +103,7 @@ fn open_display(scheme: &mut DisplayScheme, root: usize) -> usize {
 
 #[test]
 fn activate_from_inputd_replays_the_vt_on_the_device() {
-    let (mut scheme, _slot, _root) = scheme_with_device();
+    let (mut scheme, _emulated, _root) = scheme_with_device();
     let device = scheme.device().unwrap();
     let mut script = Script::default();
     script.vt_events.extend([Some(VtEvent::Activate(3)), Some(VtEvent::Unknown(9))]);
@@ -115,7 +115,7 @@ fn activate_from_inputd_replays_the_vt_on_the_device() {
 
 #[test]
 fn inputd_is_drained_on_every_wake_and_events_before_a_failed_read_still_apply() {
-    let (mut scheme, _slot, _root) = scheme_with_device();
+    let (mut scheme, _emulated, _root) = scheme_with_device();
     let device = scheme.device().unwrap();
     let mut script = Script::default();
     // inputd signals only after some batches: its events must be read on other wakes too.
@@ -180,7 +180,7 @@ fn sigterm_unplugs_in_order_and_exits_once_the_last_client_handle_closes() {
 
 #[test]
 fn after_sigterm_inputd_is_closed_before_the_loop_waits_again() {
-    let (mut scheme, _slot, root) = scheme_with_device();
+    let (mut scheme, _emulated, root) = scheme_with_device();
     let _client = open_display(&mut scheme, root);
     let mut script = Script { sigterm: true, ..Script::default() };
     script.wakes.push_back(Wake::Interrupted);
@@ -192,14 +192,14 @@ fn after_sigterm_inputd_is_closed_before_the_loop_waits_again() {
 #[test]
 fn only_the_event_queue_and_the_scheme_socket_end_the_loop_with_1() {
     // A broken timer and a failed inputd read are logged; the loop goes on (here to SIGTERM).
-    let (mut scheme, _slot, _root) = scheme_with_device();
+    let (mut scheme, _emulated, _root) = scheme_with_device();
     let mut script = Script { sigterm: true, timer_fails: true, ..Script::default() };
     script.vt_events.push_back(None);
     script.wakes.extend([Wake::Timer, Wake::Inputd, Wake::Interrupted]);
     assert_eq!(run(&mut script, &mut scheme), 0);
     assert_eq!(script.timer_armed, 1);
 
-    let (mut scheme, _slot, _root) = scheme_with_device();
+    let (mut scheme, _emulated, _root) = scheme_with_device();
     let mut script = Script { serve_fails: true, ..Script::default() };
     script.wakes.extend([Wake::Scheme, Wake::Interrupted]);
     assert_eq!(run(&mut script, &mut scheme), 1);
@@ -208,7 +208,7 @@ fn only_the_event_queue_and_the_scheme_socket_end_the_loop_with_1() {
 
 #[test]
 fn sigterm_with_no_client_exits_at_once() {
-    let (mut scheme, _slot, _root) = scheme_with_device();
+    let (mut scheme, _emulated, _root) = scheme_with_device();
     let mut script = Script { sigterm: true, ..Script::default() };
     script.wakes.extend([Wake::Interrupted, Wake::Scheme, Wake::Scheme]);
     assert_eq!(run(&mut script, &mut scheme), 0);

@@ -35,7 +35,7 @@ fn setup() -> (Kernel, EmulatedDevice, Fd) {
 
 #[test]
 fn ioctl_payloads_in_and_out_are_byte_exact() {
-    let (_kernel, _slot, fd) = setup();
+    let (_kernel, _emulated, fd) = setup();
     // GET_CAP(DUMB_BUFFER): capability u64, value u64 → 1.
     assert_eq!(
         exchange(&fd, ioctl::GET_CAP, "0100000000000000 0000000000000000"),
@@ -88,7 +88,7 @@ fn ioctl_payloads_in_and_out_are_byte_exact() {
 
 #[test]
 fn the_preferred_mode_record_is_byte_exact() {
-    let (_kernel, _slot, fd) = setup();
+    let (_kernel, _emulated, fd) = setup();
     // One mode and one encoder: the preferred 1280x800 at 60 Hz (synthesised reduced blanking).
     let request = format!(
         "01000000 00000000 01000000 00000000 15000000 {} {} {}",
@@ -140,7 +140,7 @@ fn shown(kernel: &Kernel, fd: &Fd) -> [u8; 68] {
 
 #[test]
 fn page_flip_events_are_linux_drm_event_vblanks_read_whole_one_pending_per_crtc() {
-    let (kernel, _slot, fd) = setup();
+    let (kernel, _emulated, fd) = setup();
     shown(&kernel, &fd);
     let second = drm::add_fb(&fd, 800, 600, 3200, 24, 1).unwrap(); // fb 24, same buffer
     assert_eq!(second, 24);
@@ -185,7 +185,7 @@ fn page_flip_events_are_linux_drm_event_vblanks_read_whole_one_pending_per_crtc(
 
 #[test]
 fn page_flip_refusals_follow_linux() {
-    let (kernel, _slot, fd) = setup();
+    let (kernel, _emulated, fd) = setup();
     let dumb = drm::create_dumb(&fd, 800, 600).unwrap();
     drm::add_fb(&fd, 800, 600, dumb.pitch, 24, dumb.handle).unwrap(); // fb 23
 
@@ -230,7 +230,7 @@ fn shown_again(kernel: &Kernel, fd: &Fd) {
 
 #[test]
 fn the_edid_blob_is_128_bytes_per_block_it_declares() {
-    let (_kernel, _slot, fd) = setup();
+    let (_kernel, _emulated, fd) = setup();
     // GET_PROP_BLOB(22) length probe: the base block, no extensions.
     assert_eq!(exchange(&fd, ioctl::GET_PROP_BLOB, "16000000 00000000"), hex("16000000 80000000"));
     let kernel = Kernel::new(DisplayScheme::new("display.bochs")).unwrap();
@@ -244,7 +244,7 @@ fn the_edid_blob_is_128_bytes_per_block_it_declares() {
 
 #[test]
 fn get_fb_answers_the_callers_own_handle_every_time_and_0_to_others() {
-    let (kernel, _slot, fd) = setup();
+    let (kernel, _emulated, fd) = setup();
     let dumb = drm::create_dumb(&fd, 640, 480).unwrap();
     drm::add_fb(&fd, 640, 480, dumb.pitch, 24, dumb.handle).unwrap(); // fb 23 on handle 1
     for _ in 0..1000 {
@@ -272,7 +272,7 @@ fn get_fb_answers_the_callers_own_handle_every_time_and_0_to_others() {
 
 #[test]
 fn after_an_unplug_enodev_comes_before_any_payload_check_and_the_policy_calls_keep_their_answers() {
-    let (kernel, _slot, fd) = setup();
+    let (kernel, _emulated, fd) = setup();
     let dumb = drm::create_dumb(&fd, 800, 600).unwrap();
     drm::add_fb(&fd, 800, 600, dumb.pitch, 24, dumb.handle).unwrap(); // fb 23
 
@@ -310,7 +310,7 @@ fn kernel_call_without_number(kernel: &Kernel, fd: &Fd, payload: &mut [u8]) -> i
 
 #[test]
 fn add_fb2_checks_unused_planes_and_modifiers_as_linux_does() {
-    let (_kernel, _slot, fd) = setup();
+    let (_kernel, _emulated, fd) = setup();
     drm::create_dumb(&fd, 64, 64).unwrap(); // handle 1, pitch 256
 
     // ADD_FB2 64x64 XRGB8888 on handle 1, pitch 256; `flags`, and one extra field set at `at`.
@@ -344,7 +344,7 @@ fn add_fb2_checks_unused_planes_and_modifiers_as_linux_does() {
 
 #[test]
 fn set_crtc_refusals_follow_linux() {
-    let (kernel, _slot, fd) = setup();
+    let (kernel, _emulated, fd) = setup();
     let mode = shown(&kernel, &fd);
     let mode_hex: String = mode.iter().map(|b| format!("{b:02x}")).collect();
     // SET_CRTC on the wire (drm_mode_crtc without its pointer): count_connectors, crtc_id, fb_id,

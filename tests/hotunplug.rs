@@ -49,7 +49,10 @@ impl Bus {
     /// Surprise removal: the device vanishes; only the health probe can tell.
     fn remove(&self) {
         self.emulated.yank(YankedReads::Ones);
-        assert!(self.kernel.scheme().check_health(), "the health probe missed a vanished device");
+        assert!(
+            displayd_testkit::probe_now(self.kernel.scheme()),
+            "the health probe missed a vanished device"
+        );
         self.emulated.remove();
     }
 

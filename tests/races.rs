@@ -132,7 +132,7 @@ fn chaos(kernel: &Kernel, seed: u64, first: EmulatedDevice, bound: &mut Vec<Weak
             }
             (1, Some(s)) => {
                 s.yank(YankedReads::Ones);
-                assert!(kernel.scheme().check_health(), "the health probe missed the yank");
+                assert!(displayd_testkit::probe_now(kernel.scheme()), "the health probe missed the yank");
                 s.remove();
             }
             (2, Some(s)) => {

@@ -1,5 +1,5 @@
-//! The display scheme end to end: Orbital's and fbcond's exact call sequences through the real
-//! `SchemeSync` glue into the emulated device's VRAM, VT switching, handles that outlive the device,
+//! The display scheme end to end: Orbital's and fbcond's exact call sequences through the scheme's
+//! request methods (what `SchemeSync` forwards to on Redox) into the emulated device's VRAM, VT switching, handles that outlive the device,
 //! the control path, ownership rules, and the reference driver's panics turned into errnos.
 #![cfg(not(loom))]
 
@@ -125,14 +125,14 @@ fn a_replugged_device_serves_new_opens_while_old_handles_stay_on_the_old_one() {
     rig.kernel.scheme().activate(2);
     rig.kernel.scheme().unplug(&rig.device, displayd::device::Unplug::Surprise);
     rig.emulated.remove();
-    let (new_slot, new_device, _) = replug(&rig.kernel, 2);
+    let (new_emulated, new_device, _) = replug(&rig.kernel, 2);
     rig.kernel.scheme().activate(2);
     let mut fresh = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
     fresh.frame((0, 0, 1280, 800), &solid(1280, 800, [7, 77, 177])).unwrap();
-    assert_eq!(new_slot.scanout().unwrap().pixel(9, 9), [7, 77, 177]);
+    assert_eq!(new_emulated.scanout().unwrap().pixel(9, 9), [7, 77, 177]);
     old.frame((0, 0, 8, 8), &solid(8, 8, [255, 0, 0])).expect("the old handle is still served");
     assert_eq!(
-        new_slot.scanout().unwrap().pixel(0, 0),
+        new_emulated.scanout().unwrap().pixel(0, 0),
         [7, 77, 177],
         "old clients never reach the new device"
     );
@@ -409,13 +409,13 @@ fn the_health_probe_turns_a_yank_into_a_surprise_unplug() {
     let rig = rig();
     let mut fbcond = ConsumerDisplay::start(&rig.kernel, Consumer::Fbcond, 2).unwrap();
     rig.kernel.scheme().activate(2);
-    assert!(!rig.kernel.scheme().check_health(), "a present device is left alone");
+    assert!(!displayd_testkit::probe_now(rig.kernel.scheme()), "a present device is left alone");
     rig.emulated.yank(displayd_testkit::emulated::YankedReads::Ones);
-    assert!(rig.kernel.scheme().check_health());
+    assert!(displayd_testkit::probe_now(rig.kernel.scheme()));
     assert!(rig.kernel.scheme().device().is_none());
     rig.emulated.remove();
     fbcond.frame((0, 0, 8, 8), &solid(8, 8, [1, 1, 1])).expect("fbcond keeps running");
-    assert!(!rig.kernel.scheme().check_health(), "nothing left to probe");
+    assert!(!displayd_testkit::probe_now(rig.kernel.scheme()), "nothing left to probe");
 }
 
 /// SET_PLANE request: `size` at `crtc` on the screen, from `src` in the framebuffer (16.16 source).
@@ -589,22 +589,22 @@ fn framebuffers_per_file_are_bounded() {
 #[test]
 fn unplugging_a_device_object_that_is_no_longer_bound_leaves_the_bound_one_alone() {
     use displayd::device::Unplug;
-    use displayd::device_object::Gone;
+    use displayd::device_object::Absent;
     use displayd_testkit::emulated::YankedReads;
     let rig = rig();
     rig.kernel.open("control", 0).unwrap().write(b"unplug").unwrap();
     rig.emulated.remove();
-    assert_eq!(rig.device.check_health(), Some(Gone::AlreadyUnplugged));
-    let (new_slot, new_device, _) = replug(&rig.kernel, 2);
+    assert_eq!(rig.device.check_health(), Some(Absent::AlreadyUnplugged));
+    let (new_emulated, new_device, _) = replug(&rig.kernel, 2);
     // A late remover of device 1 (a probe that saw it go) names it: device 2 stays bound.
     assert!(!rig.kernel.scheme().unplug(&rig.device, Unplug::Surprise), "device 1 was no longer bound");
     assert!(Arc::ptr_eq(&rig.kernel.scheme().device().unwrap(), &new_device));
     assert_eq!(new_device.check_health(), None, "device 2 is untouched");
-    new_slot.yank(YankedReads::Zeros);
-    assert_eq!(new_device.check_health(), Some(Gone::Vanished(0)));
+    new_emulated.yank(YankedReads::Zeros);
+    assert_eq!(new_device.check_health(), Some(Absent::Vanished(0)));
     assert!(rig.kernel.scheme().unplug(&new_device, Unplug::Surprise), "device 2 was the bound one");
     assert!(rig.kernel.scheme().device().is_none());
-    new_slot.remove();
+    new_emulated.remove();
 }
 
 #[test]

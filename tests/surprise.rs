@@ -98,7 +98,7 @@ fn window(consumer: Consumer, reads: YankedReads, trigger: Trigger) -> Result<()
             other => return Err(format!("a new open got {:?}, not ENODEV", other.map(drop))),
         }
     }
-    kernel.scheme().check_health();
+    displayd_testkit::probe_now(kernel.scheme());
     if kernel.scheme().device().is_some() {
         return Err("still bound after the health probe".into());
     }

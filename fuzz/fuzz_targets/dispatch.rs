@@ -10,11 +10,11 @@
 use std::sync::Arc;
 
 use displayd::device::Unplug;
-use displayd_testkit::emulated::{Config, EmulatedDevice};
 use displayd::kms::ioctl;
+use displayd::scheme::DisplayScheme;
+use displayd_testkit::emulated::{Config, EmulatedDevice};
 use displayd_testkit::kernel::Kernel;
 use displayd_testkit::{drm, plug};
-use displayd::scheme::DisplayScheme;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|script: &[u8]| {

@@ -88,6 +88,12 @@ fn rect_copy(src: Source<'_>, dst: Rect, scanout: Scanout, frame: usize) -> Resu
     })
 }
 
+/// Whether the DISPI ID register's value is one a Bochs adapter reports (0xB0C0 to 0xB0C5): what
+/// the probe requires, and what the health check and a disagreeing mode set look for.
+fn is_bochs_id(id: u16) -> bool {
+    (ID_FIRST..=ID_LATEST).contains(&id)
+}
+
 /// Blanks or unblanks the VGA output through the VGA ports at MMIO 0x400: the attribute
 /// controller's palette-address-source bit, which stdvga and secondary-vga start with cleared (black
 /// screen). secondary-vga has the same ids and class as bochs-display, which has no VGA ports, so
@@ -164,7 +170,7 @@ impl Bochs {
         let (vram_bytes, edid_blob) = {
             let hw = hw.try_access().ok_or(DeviceError::Gone)?;
             let id = hw.mmio.read16::<{ DISPI + 2 * DISPI_ID }>();
-            if id & 0xfff0 != ID_FIRST || id > ID_LATEST {
+            if !is_bochs_id(id) {
                 return Err(DeviceError::BadId(id));
             }
             let reported = usize::from(hw.mmio.read16::<{ DISPI + 2 * DISPI_VIDEO_MEMORY_64K }>()) << 16;
@@ -340,7 +346,7 @@ impl Adapter for Bochs {
             // longer reads a Bochs ID, this is a surprise removal, taken right here rather than
             // at the next health probe, so no client meets an error the unplug policy does not list.
             let id = m.read16::<{ DISPI + 2 * DISPI_ID }>();
-            if !(ID_FIRST..=ID_LATEST).contains(&id) {
+            if !is_bochs_id(id) {
                 drop(frame);
                 drop(hw);
                 log::warn!(
@@ -432,7 +438,7 @@ impl Adapter for Bochs {
             return Health::Unplugged;
         };
         match hw.mmio.read16::<{ DISPI + 2 * DISPI_ID }>() {
-            id if (ID_FIRST..=ID_LATEST).contains(&id) => Health::Present,
+            id if is_bochs_id(id) => Health::Present,
             id => Health::Vanished(id),
         }
     }

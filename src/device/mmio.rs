@@ -72,7 +72,8 @@ struct MappedRange {
 // the accesses through it are volatile, memcpy or atomic words, and their ordering is the driver's
 // protocol, so it may be used from any thread.
 unsafe impl Send for MappedRange {}
-// SAFETY: as above: shared access only performs volatile or bulk copies, never Rust references.
+// SAFETY: as above: shared access only performs volatile, bulk or atomic-word accesses, never
+// through a non-atomic Rust reference.
 unsafe impl Sync for MappedRange {}
 
 impl MappedRange {

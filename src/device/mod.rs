@@ -6,8 +6,9 @@
 //! `words` is how threads of one process share memory without racing.
 //!
 //! This file is the one seam between the display scheme and a device: the [`Adapter`] trait and the
-//! words both sides use (errors, rectangles, pixel sources, unplug kinds, health). `kms` sees only
-//! these; `bochs` implements the trait.
+//! words both sides use (errors, rectangles, pixel sources, unplug kinds, health). Besides these,
+//! `kms` uses only `edid::Mode` and `mmio::Shared` (modes and buffer bytes); `bochs` implements the
+//! trait.
 
 pub mod bochs;
 pub mod edid;

@@ -411,9 +411,14 @@ mod tests {
         let presence = Arc::new(Presence::new());
         let (reader, release) = hold_section_elsewhere(&presence);
         let unplugger = spawn_unplug(&presence);
-        thread::sleep(Duration::from_millis(50));
+        // The flag is set before the wait: once it shows, the unplugger is waiting on the section.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !presence.is_unplugged() {
+            assert!(std::time::Instant::now() < deadline, "the unplug never began");
+            thread::yield_now();
+        }
         assert!(!unplugger.is_finished(), "unplug returned while a section was live");
-        assert!(presence.is_unplugged(), "the flag is set before the wait");
+        assert!(!presence.is_gone(), "nothing is torn down while the section lives");
         release.send(()).unwrap();
         assert!(unplugger.join().unwrap());
         reader.join().unwrap();
@@ -423,12 +428,17 @@ mod tests {
     fn a_second_unplug_waits_for_the_first_to_finish() {
         let presence = Arc::new(Presence::new());
         let (reader, release) = hold_section_elsewhere(&presence);
-        let unpluggers = [spawn_unplug(&presence), spawn_unplug(&presence)];
-        thread::sleep(Duration::from_millis(50));
-        assert!(unpluggers.iter().all(|u| !u.is_finished()));
+        // Each unplugger reports, as it returns, whether the unplug had completed by then.
+        let unpluggers: Vec<_> = (0..2)
+            .map(|_| {
+                let presence = Arc::clone(&presence);
+                thread::spawn(move || (presence.unplug(), presence.is_gone()))
+            })
+            .collect();
         release.send(()).unwrap();
-        let winners = unpluggers.into_iter().map(|u| u.join().unwrap()).filter(|&won| won).count();
-        assert_eq!(winners, 1);
+        let results: Vec<(bool, bool)> = unpluggers.into_iter().map(|u| u.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|(won, _)| *won).count(), 1, "one unplug did it");
+        assert!(results.iter().all(|&(_, gone)| gone), "neither returned before the unplug was complete");
         reader.join().unwrap();
     }
 

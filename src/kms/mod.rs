@@ -254,11 +254,6 @@ impl Kms {
         id
     }
 
-    /// The VT a file is bound to.
-    pub fn vt_of(&self, file: FileId) -> Option<usize> {
-        self.lock().files.get(&file).map(|f| f.vt)
-    }
-
     /// The whole per-file teardown: its dumb buffers and framebuffers go, and a VT that showed one
     /// of them shows nothing — except framebuffers the file released with CLOSE_FB, which stay on
     /// screen until no plane shows them (so a client can hand the screen over without a flicker).

@@ -30,7 +30,7 @@ pub enum Wake {
     Scheme,
     /// inputd's handle has events.
     Inputd,
-    /// The health-probe timer fired.
+    /// The loop's timer fired (every 250 ms on Redox).
     Timer,
     /// A signal interrupted the wait.
     Interrupted,
@@ -58,7 +58,7 @@ pub trait LoopIo {
     fn vt_events(&mut self, events: &mut Vec<VtEvent>) -> Result<(), Self::Error>;
     /// Closes inputd's handle.
     fn close_inputd(&mut self);
-    /// Arms the health-probe timer for its next tick.
+    /// Arms the loop's timer for its next tick.
     fn arm_timer(&mut self) -> Result<(), Self::Error>;
     /// Whether SIGTERM has arrived.
     fn terminate_requested(&self) -> bool;

@@ -8,8 +8,9 @@
 //!   long request never delays the probe. Unbinding the object from the scheme (so new opens answer
 //!   ENODEV) stays with the thread that owns the scheme, at its next wake
 //!   ([`crate::scheme::DisplayScheme::unbind_if_unplugged`]).
-//! * The probe holds only a weak reference: it never keeps a device object alive, and it ends at its
-//!   next tick once the object is freed, once its device is unplugged by anyone, or once the
+//! * Between ticks the probe holds only a weak reference, so it never keeps a device object alive
+//!   (a tick holds a strong one for its check and unplug), and it ends at its next tick once the
+//!   object is freed, once its device is unplugged by anyone, or once the
 //!   [`HealthProbe`] handle is dropped.
 //!
 //! The thread is never joined. Dropping the handle wakes it, and it ends on that wake; nothing waits
@@ -20,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use crate::device::Unplug;
-use crate::device_object::{DeviceObject, Gone};
+use crate::device_object::{Absent, DeviceObject};
 
 /// A running health probe; dropping it stops the probe.
 pub struct HealthProbe {
@@ -75,8 +76,8 @@ fn probe(device: &Weak<DeviceObject>, period: Duration, stop: &Stop) {
         let Some(device) = device.upgrade() else { return };
         match device.check_health() {
             None => {}
-            Some(Gone::AlreadyUnplugged) => return,
-            Some(gone @ Gone::Vanished(_)) => {
+            Some(Absent::AlreadyUnplugged) => return,
+            Some(gone @ Absent::Vanished(_)) => {
                 log::warn!("health probe: device {}: {gone}: surprise removal", device.instance);
                 device.unplug(Unplug::Surprise);
                 return;

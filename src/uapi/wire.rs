@@ -9,7 +9,7 @@
 //! compile time), so each can be viewed in place at any offset of a client's payload and read or
 //! written without `unsafe`; where C has implicit padding, the struct names it (`pad`) so the sizes
 //! equal the reference's. The server (the handlers [`crate::kms::ioctl`]'s rows name) and the
-//! stand-in client (`platform::host::drm`) both use these, so the two cannot disagree on a layout.
+//! test kit's client (`displayd_testkit::drm`) both use these, so the two cannot disagree on a layout.
 
 use zerocopy::little_endian::{I32, U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};

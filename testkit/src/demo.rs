@@ -1,7 +1,7 @@
 //! The demo: a device's whole life under a drawing compositor, through the real display scheme.
 //!
-//! An Orbital-like compositor runs Orbital's exact call sequence on VT 3 and draws a moving box with
-//! damage flushes. Mid-stream the administrator unplugs the device through the control path; the
+//! An Orbital-like compositor runs Orbital's exact call sequence on VT 3 and draws windows and a moving
+//! ball with damage flushes. Mid-stream the administrator unplugs the device through the control path; the
 //! device is then removed (its BARs are revoked, so a stray access would crash the demo) while
 //! the compositor keeps running, its calls answered as the unplug policy says. A new device is
 //! plugged in and a fresh compositor draws on it; then that device is yanked, and the health probe
@@ -25,7 +25,7 @@ use crate::emulated::{Config, EmulatedDevice, Image, YankedReads};
 use crate::kernel::Kernel;
 use crate::plug;
 use displayd::device::{Rect, Unplug};
-use displayd::device_object::{DeviceObject, Gone};
+use displayd::device_object::{Absent, DeviceObject};
 use displayd::scheme::DisplayScheme;
 
 /// What one compositor saw.
@@ -193,12 +193,12 @@ fn run_health_probe(kernel: Kernel, device: Arc<DeviceObject>, stop: Arc<AtomicB
     while !stop.load(SeqCst) {
         match device.check_health() {
             None => thread::sleep(Duration::from_millis(5)),
-            Some(gone @ Gone::Vanished(_)) => {
+            Some(gone @ Absent::Vanished(_)) => {
                 log::info!("health probe: {gone}: device {} has vanished", device.instance);
                 kernel.scheme().unplug(&device, Unplug::Surprise);
                 return;
             }
-            Some(Gone::AlreadyUnplugged) => return,
+            Some(Absent::AlreadyUnplugged) => return,
         }
     }
 }
@@ -308,8 +308,8 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
     )?;
     shoot(&emulated, "2-after-unplug.png")?;
 
-    let new_slot = EmulatedDevice::new(Config::default())?;
-    let second = plug(&kernel, &new_slot, 2, || log::info!("device 2: managed releases ran"))
+    let new_emulated = EmulatedDevice::new(Config::default())?;
+    let second = plug(&kernel, &new_emulated, 2, || log::info!("device 2: managed releases ran"))
         .map_err(std::io::Error::other)?;
     log::info!("device 2 plugged in; the first compositor still holds device 1");
     let (fresh, fresh_progress) = spawn("fresh compositor", &kernel, SECOND_THEME, &stop);
@@ -324,10 +324,10 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
         || fresh_progress.frames.load(SeqCst) > 0 || compositors[1].is_finished(),
         || counted(&fresh_progress),
     )?;
-    shoot(&new_slot, "3-after-replug.png")?;
+    shoot(&new_emulated, "3-after-replug.png")?;
 
     log::info!("surprise: device 2 is yanked (its registers now read 0x0000), nobody tells the driver");
-    new_slot.yank(YankedReads::Zeros);
+    new_emulated.yank(YankedReads::Zeros);
     wait_for(
         "the health probe's unplug of device 2 and a frame drawn after it",
         step,
@@ -338,7 +338,7 @@ pub fn demo(duration: Duration, out_dir: &Path) -> std::io::Result<DemoReport> {
         || format!("probe finished: {}; {}", probe.is_finished(), counted(&fresh_progress)),
     )?;
     probe.join().map_err(|_| std::io::Error::other("health probe panicked"))?;
-    new_slot.remove();
+    new_emulated.remove();
 
     stop.store(true, SeqCst);
     let mut clients = Vec::new();

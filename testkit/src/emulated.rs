@@ -173,10 +173,13 @@ impl EmulatedDevice {
 
     /// Removes the device: both BARs are revoked. Any later access through them crashes the process.
     pub fn remove(&self) {
+        // Under the register lock, which `scanout` holds from its presence check to its last VRAM
+        // read, so the model never reads VRAM that is being revoked.
+        let _dispi = self.inner.dispi();
         self.inner.state.store(REMOVED, SeqCst);
-        // SAFETY: the model reads its VRAM only while present (`screenshot` checks first), and the
-        // driver must no longer reach it: an access now is the guard bug this tripwire turns into a
-        // crash.
+        // SAFETY: the model reads its VRAM only while present, checked under the lock held here
+        // (`scanout`), and the driver must no longer reach it: an access now is the guard bug this
+        // tripwire turns into a crash.
         unsafe { self.inner.vram.revoke() };
     }
 
@@ -203,10 +206,10 @@ impl EmulatedDevice {
     /// than 64×64 or larger than VRAM, as bochs-display refuses) or is no longer present.
     /// A blanked VGA output shows black.
     pub fn scanout(&self) -> Option<Image> {
+        let dispi = self.inner.dispi();
         if !self.is_present() {
             return None;
         }
-        let dispi = self.inner.dispi();
         let r = &dispi.regs;
         let enabled = r[regs::DISPI_ENABLE] & regs::ENABLED != 0;
         let (width, height, stride) = (

@@ -1,7 +1,7 @@
 //! An in-process stand-in for the Redox kernel between clients and the display scheme.
 //!
-//! It calls the scheme's real redox-scheme `SchemeSync` methods with real `CallerCtx` values, the
-//! way the kernel's scheme dispatch would: `openat` on the root, `call` with the exact payload and
+//! It calls the scheme's request methods (the `&self` methods `SchemeSync` forwards to on Redox)
+//! with real redox-scheme `CallerCtx` values, the way the kernel's scheme dispatch would: `openat` on the root, `call` with the exact payload and
 //! `metadata = [nr, 0, 0]`, `mmap_prep` for a mapping (keeping the lent memory referenced for as
 //! long as the mapping lives, as the kernel keeps the frames), `munmap` when it goes, and `on_close`
 //! only once the file and every mapping of it are gone.

@@ -26,9 +26,10 @@ pub mod test_pattern;
 use std::sync::Arc;
 
 use displayd::device::bochs::{Hardware, QEMU_BOCHS_DISPLAY};
-use displayd::device::DeviceError;
+use displayd::device::{DeviceError, Unplug};
 use displayd::device_object::DeviceObject;
 use displayd::linux::plug_hardware;
+use displayd::scheme::DisplayScheme;
 use emulated::EmulatedDevice;
 
 /// Plugs `emulated` into the stand-in kernel's scheme as device object
@@ -42,4 +43,15 @@ pub fn plug(
     let (vram, mmio) = emulated.map_bars();
     let hardware = Hardware { mmio, vram };
     plug_hardware(kernel.scheme(), QEMU_BOCHS_DISPLAY, hardware, "pci:0000:00:02.0", instance, on_release)
+}
+
+/// One health-probe tick, run now, for tests that decide when the probe runs: the bound device's
+/// [`DeviceObject::check_health`], then for a device found absent the surprise unplug and unbind
+/// that the driver's `HealthProbe` thread and the event loop's next wake do on Redox. Returns
+/// whether it unplugged one.
+pub fn probe_now(scheme: &DisplayScheme) -> bool {
+    let Some(device) = scheme.device() else { return false };
+    let Some(absent) = device.check_health() else { return false };
+    log::warn!("health probe: device {}: {absent}: surprise removal", device.instance);
+    scheme.unplug(&device, Unplug::Surprise)
 }

@@ -76,6 +76,18 @@ fn the_probe_never_keeps_a_device_object_alive() {
 }
 
 #[test]
+fn a_ticking_probe_lets_the_device_object_go_at_its_next_tick_at_the_latest() {
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
+    let released = Arc::new(AtomicBool::new(false));
+    let device = bound(&emulated, &released);
+    let probe = HealthProbe::spawn(&device, Duration::from_millis(1)).unwrap();
+    drop(device);
+    // A tick may hold the object for its check; it is freed when that tick lets go.
+    wait_until("the device object being freed", || released.load(SeqCst));
+    drop(probe);
+}
+
+#[test]
 fn dropping_the_probe_ends_its_thread_and_an_orderly_unplug_ends_it_too() {
     let emulated = EmulatedDevice::new(Config::default()).unwrap();
     let released = Arc::new(AtomicBool::new(false));

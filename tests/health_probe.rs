@@ -19,13 +19,16 @@ mod common;
 /// Generous: the probe ticks every millisecond here, and the machine may be loaded.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn bound(emulated: &EmulatedDevice, released: &Arc<AtomicBool>) -> Arc<DeviceObject> {
+/// A fresh emulated device bound as a device object, and the flag its managed release sets.
+fn bound() -> (EmulatedDevice, Arc<AtomicBool>, Arc<DeviceObject>) {
+    let emulated = EmulatedDevice::new(Config::default()).unwrap();
+    let released = Arc::new(AtomicBool::new(false));
     let (vram, mmio) = emulated.map_bars();
     let releases = Releases::new();
-    let flag = Arc::clone(released);
+    let flag = Arc::clone(&released);
     releases.add("test", move || flag.store(true, SeqCst));
     let unique = "pci:0000:00:02.0".to_string();
-    DeviceObject::bind(
+    let device = DeviceObject::bind(
         QEMU_BOCHS_DISPLAY,
         Hardware { mmio, vram },
         Arc::new(HostAllocator),
@@ -33,7 +36,8 @@ fn bound(emulated: &EmulatedDevice, released: &Arc<AtomicBool>) -> Arc<DeviceObj
         1,
         releases,
     )
-    .expect("bind")
+    .expect("bind");
+    (emulated, released, device)
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -48,9 +52,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn a_vanished_device_is_unplugged_by_the_probe_alone_and_its_thread_ends() {
-    let emulated = EmulatedDevice::new(Config::default()).unwrap();
-    let released = Arc::new(AtomicBool::new(false));
-    let device = bound(&emulated, &released);
+    let (emulated, released, device) = bound();
     device.kms.adapter().set_mode(640, 480).unwrap();
     let _probe = HealthProbe::spawn(&device, Duration::from_millis(1)).unwrap();
     // Nobody serves requests or calls the scheme: only the probe can notice.
@@ -65,9 +67,7 @@ fn a_vanished_device_is_unplugged_by_the_probe_alone_and_its_thread_ends() {
 
 #[test]
 fn the_probe_never_keeps_a_device_object_alive() {
-    let emulated = EmulatedDevice::new(Config::default()).unwrap();
-    let released = Arc::new(AtomicBool::new(false));
-    let device = bound(&emulated, &released);
+    let (_emulated, released, device) = bound();
     // A period this long never ticks during the test: the probe holds only its weak reference.
     let probe = HealthProbe::spawn(&device, Duration::from_secs(3600)).unwrap();
     drop(device);
@@ -77,9 +77,7 @@ fn the_probe_never_keeps_a_device_object_alive() {
 
 #[test]
 fn a_ticking_probe_lets_the_device_object_go_at_its_next_tick_at_the_latest() {
-    let emulated = EmulatedDevice::new(Config::default()).unwrap();
-    let released = Arc::new(AtomicBool::new(false));
-    let device = bound(&emulated, &released);
+    let (_emulated, released, device) = bound();
     let probe = HealthProbe::spawn(&device, Duration::from_millis(1)).unwrap();
     drop(device);
     // A tick may hold the object for its check; it is freed when that tick lets go.
@@ -89,9 +87,7 @@ fn a_ticking_probe_lets_the_device_object_go_at_its_next_tick_at_the_latest() {
 
 #[test]
 fn dropping_the_probe_ends_its_thread_and_an_orderly_unplug_ends_it_too() {
-    let emulated = EmulatedDevice::new(Config::default()).unwrap();
-    let released = Arc::new(AtomicBool::new(false));
-    let device = bound(&emulated, &released);
+    let (emulated, _released, device) = bound();
     let probe = HealthProbe::spawn(&device, Duration::from_secs(3600)).unwrap();
     assert_eq!(Arc::weak_count(&device), 1, "the probe's weak reference");
     drop(probe);

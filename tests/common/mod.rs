@@ -6,7 +6,8 @@
 pub mod qmp;
 pub mod screen;
 
-use std::process::Child;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Asks `check` every `interval` until it answers `Some` or fails, for at most `timeout`; on the
@@ -32,6 +33,17 @@ pub fn poll<T>(
 
 /// A QEMU process, killed when dropped (a TCG guest would otherwise run on forever).
 pub struct Qemu(pub Child);
+
+impl Qemu {
+    /// Starts `command` (a `qemu-system-x86_64` with its arguments) with no stdin or stdout and its
+    /// stderr in `dir/qemu.stderr`, where a failed test's artifacts are.
+    pub fn spawn(mut command: Command, dir: &Path) -> Result<Qemu, String> {
+        let stderr = std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?;
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        let child = command.spawn().map_err(|e| format!("qemu-system-x86_64 (scripts/install-deps): {e}"))?;
+        Ok(Qemu(child))
+    }
+}
 
 impl Drop for Qemu {
     fn drop(&mut self) {

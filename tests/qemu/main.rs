@@ -28,7 +28,7 @@ mod common;
 mod initramfs;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -116,13 +116,9 @@ impl Machine {
             .args(["-append", "console=ttyS0 panic=-1 loglevel=4"])
             .args(["-device", "pcie-root-port,id=rp1,chassis=1,slot=1"])
             .args(["-device", "pcie-root-port,id=rp2,chassis=2,slot=2,pref32-reserve=32M"])
-            .args(["-device", &format!("{driver},id=video1,bus=rp1")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?);
+            .args(["-device", &format!("{driver},id=video1,bus=rp1")]);
         let booted = Instant::now();
-        let qemu =
-            Qemu(command.spawn().map_err(|e| format!("qemu-system-x86_64 (scripts/install-deps): {e}"))?);
+        let qemu = Qemu::spawn(command, dir)?;
         let qmp = Qmp::connect(&qmp_socket, Duration::from_secs(20))?;
         Ok(Machine { dir: dir.to_path_buf(), qemu, qmp, booted })
     }

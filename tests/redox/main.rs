@@ -150,13 +150,9 @@ impl Machine {
             .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
             // Every boot reads the same image; its writes go to a throw-away overlay.
             .arg("-drive")
-            .arg(format!("file={},format=raw,snapshot=on", image.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?);
+            .arg(format!("file={},format=raw,snapshot=on", image.display()));
         let booted = Instant::now();
-        let qemu =
-            Qemu(command.spawn().map_err(|e| format!("qemu-system-x86_64 (scripts/install-deps): {e}"))?);
+        let qemu = Qemu::spawn(command, dir)?;
         let serial = connect(&serial_socket)?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut file = std::fs::File::create(dir.join("serial.log")).map_err(|e| e.to_string())?;

@@ -55,7 +55,8 @@ pub struct DisplayScheme {
     device: Mutex<Option<Arc<DeviceObject>>>,
     handles: Mutex<BTreeMap<usize, Handle>>,
     next_id: AtomicUsize,
-    /// Handles that got a new event to read since [`DisplayScheme::take_readable`] last ran.
+    /// Handles that got a new event to read since [`DisplayScheme::take_readable`] last ran, each
+    /// once (so never more entries than open handles).
     readable: Mutex<Vec<usize>>,
 }
 
@@ -142,7 +143,7 @@ impl DisplayScheme {
     }
 
     /// The handles that became readable (a flip-completion event was queued on them) since the last
-    /// call, each once per new event: the Redox event loop posts EVENT_READ for each
+    /// call, each once however many events it got: the Redox event loop posts EVENT_READ for each
     /// (`Response::post_fevent`).
     pub fn take_readable(&self) -> Vec<usize> {
         std::mem::take(&mut lock(&self.readable))
@@ -270,7 +271,13 @@ impl DisplayScheme {
                 let nr = metadata.first().copied().unwrap_or(u64::MAX);
                 let answer = device.kms.call(file, nr, payload);
                 if device.kms.take_new_event(file) {
-                    lock(&self.readable).push(id);
+                    // Each handle once: one readiness signal covers every event queued on it, and
+                    // the list stays as short as the handle table where nobody drains it (the
+                    // Linux hosts' stand-in kernel has no event queue to post to).
+                    let mut readable = lock(&self.readable);
+                    if !readable.contains(&id) {
+                        readable.push(id);
+                    }
                 }
                 answer
             }

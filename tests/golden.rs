@@ -184,6 +184,18 @@ fn page_flip_events_are_linux_drm_event_vblanks_read_whole_one_pending_per_crtc(
 }
 
 #[test]
+fn a_handle_is_listed_readable_once_however_many_events_it_got_meanwhile() {
+    let (kernel, _emulated, fd) = setup();
+    shown(&kernel, &fd);
+    assert_eq!(drm::add_fb(&fd, 800, 600, 3200, 24, 1).unwrap(), 24);
+    for (fb, user_data) in [(24, 1), (23, 2), (24, 3)] {
+        drm::page_flip(&fd, 19, fb, 1, user_data).unwrap();
+        assert_eq!(drm::read_events(&fd).unwrap().len(), 1, "flip {user_data}'s event");
+    }
+    assert_eq!(kernel.scheme().take_readable(), vec![fd.id()], "three events, one entry");
+}
+
+#[test]
 fn page_flip_refusals_follow_linux() {
     let (kernel, _emulated, fd) = setup();
     let dumb = drm::create_dumb(&fd, 800, 600).unwrap();
